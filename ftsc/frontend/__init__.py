@@ -1,0 +1,117 @@
+"""Front ends: read any schedule file into the IR.
+
+Input: a path (`.ftsc` DSL, FTS YAML schedule, or LightningCLI YAML config). Output:
+`Loaded`: the source, the IR (None when the file cannot be parsed), the comments (for the
+formatter) and diagnostics. Never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from ftsc import ir
+from ftsc.build_ir import build_ir
+from ftsc.diagnostics import Diagnostic, make
+from ftsc.frontend.fts_yaml import schedule_from_yaml
+from ftsc.frontend.lightning_config import load_lightning_config, looks_like_config
+from ftsc.frontend.yaml_nodes import load_yaml
+from ftsc.parse import Comment, parse
+from ftsc.source import SourceFile, Span
+
+
+class InputKind(StrEnum):
+    """What a file is: the DSL, an FTS YAML schedule, or a LightningCLI config."""
+
+    DSL = "ftsc"
+    FTS_YAML = "fts-yaml"
+    LIGHTNING_CONFIG = "lightning-config"
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A file read through its front end."""
+
+    source: SourceFile
+    kind: InputKind
+    schedule: ir.Schedule | None
+    diagnostics: list[Diagnostic]
+    comments: list[Comment] = field(default_factory=list)
+    related: list[SourceFile] = field(default_factory=list)
+
+
+class ReadError(Exception):
+    """The file cannot be read at all (missing, unreadable): exit status 2."""
+
+
+def kind_of(path: str) -> InputKind:
+    """The input kind by file extension (YAML configs are told apart after loading)."""
+    return InputKind.FTS_YAML if path.lower().endswith((".yaml", ".yml")) else InputKind.DSL
+
+
+def read_source(path: str) -> SourceFile:
+    """Read a file as UTF-8 text.
+
+    Raises:
+        ReadError: when it does not exist or cannot be read.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ReadError(f"{path}: is a directory") from None
+    except OSError as err:
+        raise ReadError(f"{path}: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        source = SourceFile(path, data.decode("utf-8", errors="replace"))
+        raise _Undecodable(source, err.start) from None
+    return SourceFile(path, text)
+
+
+class _Undecodable(Exception):
+    def __init__(self, source: SourceFile, offset: int) -> None:
+        self.source, self.offset = source, offset
+
+
+def load_text(source: SourceFile, kind: InputKind | None = None) -> Loaded:
+    """Run the front end for `source` (kind by extension unless given)."""
+    kind = kind or kind_of(source.path)
+    if "\x00" in source.text:
+        pos = source.text.index("\x00")
+        return Loaded(source, kind, None, [make("FTS001", source, Span(pos, pos + 1),
+                                                   detail="file contains a NUL byte; is it binary?",
+                                                   label="NUL byte")])
+    if kind is InputKind.DSL:
+        result = parse(source)
+        if result.tree is None:
+            return Loaded(source, kind, None, result.diagnostics, result.comments)
+        schedule, diags = build_ir(result.tree, source)
+        return Loaded(source, kind, schedule, diags, result.comments)
+    root, diags = load_yaml(source)
+    if root is None and diags:
+        return Loaded(source, kind, None, diags)
+    if looks_like_config(root):
+        assert root is not None
+        schedule, more, related = load_lightning_config(source, root)
+        return Loaded(source, InputKind.LIGHTNING_CONFIG, schedule, diags + more, related=related)
+    schedule, more = schedule_from_yaml(root, source)
+    return Loaded(source, InputKind.FTS_YAML, schedule, diags + more)
+
+
+def load_file(path: str) -> Loaded:
+    """Read and load a schedule file.
+
+    Raises:
+        ReadError: when the file cannot be read (exit status 2).
+    """
+    try:
+        source = read_source(path)
+    except _Undecodable as err:
+        return Loaded(err.source, kind_of(path), None, [make(
+            "FTS001", err.source, Span(err.offset, err.offset + 1),
+            detail="file is not valid UTF-8 text", label="invalid byte")])
+    return load_text(source)

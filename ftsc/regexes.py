@@ -1,0 +1,225 @@
+"""Regular-expression utilities: compiling safely, globs, and FTS pattern forms.
+
+Input: pattern strings. Output: compile problems, glob translations, structural facts about
+a regex (via `re._parser`) used by FTS205 and by `ftsc convert`. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import warnings
+from typing import Any
+
+try:  # Python >= 3.11
+    import re._constants as _sre_c  # type: ignore[import-not-found]
+    import re._parser as _sre_p  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover
+    import sre_constants as _sre_c  # type: ignore[no-redef]
+    import sre_parse as _sre_p  # type: ignore[no-redef]
+
+# Characters that can appear in a parameter or module FQN.
+NAME_CHARS = re.compile(r"[A-Za-z0-9_.]*")
+
+
+def compile_problem(pattern: str) -> str | None:
+    """Why `pattern` does not compile, or None if it does."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(pattern)
+    except re.error as err:
+        return f"{err.msg} at position {err.pos}" if err.pos is not None else err.msg
+    except (OverflowError, RecursionError, ValueError, MemoryError) as err:
+        return str(err) or type(err).__name__
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def compiled(pattern: str) -> re.Pattern[str]:
+    """`re.compile`, cached."""
+    return re.compile(pattern)
+
+
+def glob_to_regex(glob: str) -> str:
+    """Translate an FQN glob to a regex (matched against the whole FQN).
+
+    `*` matches within one dotted segment, `**` across segments, `?` one non-dot character,
+    `[...]` a character class (`[!...]` negated), `{a,b}` either alternative.
+
+    Example:
+        >>> glob_to_regex("model.layers.*.attn.**")
+        'model\\\\.layers\\\\.[^.]*\\\\.attn\\\\..*'
+    """
+    out: list[str] = []
+    i, n, depth = 0, len(glob), 0
+    while i < n:
+        c = glob[i]
+        if c == "*":
+            if glob.startswith("**", i):
+                out.append(".*")
+                i += 2
+                continue
+            out.append("[^.]*")
+        elif c == "?":
+            out.append("[^.]")
+        elif c == "[":
+            j = glob.find("]", i + 2 if glob.startswith("[!", i) or glob.startswith("[]", i) else i + 1)
+            if j == -1:
+                out.append(re.escape(c))
+            else:
+                body = glob[i + 1 : j]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = j + 1
+                continue
+        elif c == "{":
+            depth += 1
+            out.append("(?:")
+        elif c == "," and depth:
+            out.append("|")
+        elif c == "}" and depth:
+            depth -= 1
+            out.append(")")
+        else:
+            out.append(re.escape(c))
+        i += 1
+    out.extend(")" * depth)
+    return "".join(out)
+
+
+def is_plain_name(pattern: str) -> bool:
+    """True if `pattern` could itself be an FQN (only letters, digits, `_` and `.`)."""
+    return bool(pattern) and NAME_CHARS.fullmatch(pattern) is not None
+
+
+def _parse(pattern: str) -> Any | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _sre_p.parse(pattern)
+    except Exception:  # noqa: BLE001 - invalid patterns are reported elsewhere (FTS101)
+        return None
+
+
+def has_top_level_branch(pattern: str) -> bool:
+    """True if `pattern` has an alternation `|` outside every group."""
+    parsed = _parse(pattern)
+    return parsed is not None and any(op is _sre_c.BRANCH for op, _ in parsed.data)
+
+
+def _ends_with(parsed: Any, op_test: Any) -> bool:
+    return bool(parsed.data) and op_test(parsed.data[-1])
+
+
+def ends_with_dollar(pattern: str) -> bool:
+    """True if the pattern's last top-level item is `$` and there is no top-level `|`."""
+    parsed = _parse(pattern)
+    if parsed is None or has_top_level_branch(pattern):
+        return False
+    return _ends_with(parsed, lambda item: item[0] is _sre_c.AT and item[1] is _sre_c.AT_END)
+
+
+def ends_with_dot_star(pattern: str) -> bool:
+    """True if the pattern ends with a greedy top-level `.*` and has no top-level `|`."""
+    parsed = _parse(pattern)
+    if parsed is None or has_top_level_branch(pattern):
+        return False
+
+    def test(item: Any) -> bool:
+        op, av = item
+        if op is not _sre_c.MAX_REPEAT:
+            return False
+        lo, hi, sub = av
+        return lo == 0 and hi is _sre_c.MAXREPEAT and len(sub.data) == 1 and sub.data[0][0] is _sre_c.ANY
+
+    return _ends_with(parsed, test)
+
+
+def fts_as_fullmatch(pattern: str) -> str | None:
+    """An equivalent full-match regex for an FTS pattern that can never be an exact FQN.
+
+    FTS first tries `pattern` as an exact FQN, then `re.match`. When the pattern contains a
+    character no FQN has, only `re.match` applies, and `re.match(p)` equals
+    `re.fullmatch(p + ".*")` over FQNs (which contain no newline). Returns None when no
+    simple equivalent exists (plain names, top-level alternation).
+
+    Example:
+        >>> fts_as_fullmatch("model.classifier.*")
+        'model.classifier.*'
+        >>> fts_as_fullmatch(r"model.layers.\\d*$")
+        'model.layers.\\\\d*'
+        >>> fts_as_fullmatch("model.classifier.bias") is None
+        True
+    """
+    if is_plain_name(pattern) or compile_problem(pattern) or has_top_level_branch(pattern):
+        return None
+    if ends_with_dollar(pattern) and not pattern.endswith("\\$"):
+        stripped = pattern[:-1]
+        return stripped if stripped and not compile_problem(stripped) and not ends_with_dollar(stripped) else None
+    if ends_with_dot_star(pattern):
+        return pattern
+    return None
+
+
+def fullmatch_as_fts(regex: str) -> str:
+    """An FTS (`re.match`) pattern equivalent to full-matching `regex`."""
+    if ends_with_dot_star(regex):
+        return regex
+    body = f"(?:{regex})" if has_top_level_branch(regex) else regex
+    return body + "$"
+
+
+def quantified_dots(pattern: str) -> list[tuple[int, str]]:
+    """Positions of `{m,n}` quantifiers applied directly to an unescaped `.` (FTS205)."""
+    found: list[tuple[int, str]] = []
+    for m in re.finditer(r"(?<!\\)\.(\{\d*,?\d*\})", pattern):
+        # An odd number of backslashes before the dot escapes it.
+        k = m.start() - 1
+        slashes = 0
+        while k >= 0 and pattern[k] == "\\":
+            slashes += 1
+            k -= 1
+        if slashes % 2 == 0 and not _inside_class(pattern, m.start()):
+            found.append((m.start(), m.group(0)))
+    return found
+
+
+def unescaped_separator_dots(pattern: str) -> list[int]:
+    """Offsets of unescaped `.` used between name segments (e.g. `layers.1`), not `.*`/`.+`."""
+    out: list[int] = []
+    for i, c in enumerate(pattern):
+        if c != "." or _escaped(pattern, i) or _inside_class(pattern, i):
+            continue
+        nxt = pattern[i + 1] if i + 1 < len(pattern) else ""
+        prev = pattern[i - 1] if i > 0 else ""
+        if nxt in "*+?{" or not nxt:
+            continue
+        if (prev.isalnum() or prev in "_)]") and (nxt.isalnum() or nxt in "_(["):
+            out.append(i)
+    return out
+
+
+def _escaped(pattern: str, i: int) -> bool:
+    k, slashes = i - 1, 0
+    while k >= 0 and pattern[k] == "\\":
+        slashes += 1
+        k -= 1
+    return slashes % 2 == 1
+
+
+def _inside_class(pattern: str, i: int) -> bool:
+    depth = False
+    j = 0
+    while j < i:
+        c = pattern[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "[" and not depth:
+            depth = True
+        elif c == "]" and depth:
+            depth = False
+        j += 1
+    return depth

@@ -1,0 +1,88 @@
+"""Source files and spans.
+
+Input: the text of a schedule file. Output: `SourceFile` (text plus a line index) and `Span`
+(0-based character offsets, end exclusive) that every IR node and diagnostic carries.
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A half-open range `[start, end)` of character offsets into one source file."""
+
+    start: int
+    end: int
+
+    def cover(self, other: Span) -> Span:
+        """Return the smallest span containing both spans."""
+        return Span(min(self.start, other.start), max(self.end, other.end))
+
+
+NO_SPAN = Span(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A 1-based line and column."""
+
+    line: int
+    column: int
+
+
+@dataclass(slots=True)
+class SourceFile:
+    """A file's text and a line index that maps offsets to 1-based line/column.
+
+    Example:
+        >>> src = SourceFile("s.ftsc", "a\\nbc")
+        >>> src.position(3)
+        Position(line=2, column=2)
+    """
+
+    path: str
+    text: str = field(repr=False)
+    _line_starts: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        starts = [0]
+        find = self.text.find
+        i = find("\n")
+        while i != -1:
+            starts.append(i + 1)
+            i = find("\n", i + 1)
+        self._line_starts = starts
+
+    @property
+    def display_path(self) -> str:
+        """The path relative to the working directory when it lies below it."""
+        try:
+            return str(Path(self.path).resolve().relative_to(Path.cwd().resolve()))
+        except (ValueError, OSError):
+            return self.path
+
+    def position(self, offset: int) -> Position:
+        """Convert a character offset to a 1-based line and column."""
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect.bisect_right(self._line_starts, offset) - 1
+        return Position(line + 1, offset - self._line_starts[line] + 1)
+
+    def line_count(self) -> int:
+        """Number of lines in the file."""
+        return len(self._line_starts)
+
+    def line_text(self, line: int) -> str:
+        """The text of a 1-based line, without its newline."""
+        start = self._line_starts[line - 1]
+        end = self._line_starts[line] - 1 if line < len(self._line_starts) else len(self.text)
+        return self.text[start:end]
+
+    def offset(self, line: int, column: int) -> int:
+        """Convert a 1-based line and column back to an offset."""
+        line = max(1, min(line, len(self._line_starts)))
+        return min(self._line_starts[line - 1] + column - 1, len(self.text))
