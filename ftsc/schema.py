@@ -207,8 +207,15 @@ MIXED_PRECISION = Block("mixed precision key", {
     "cast_root_forward_inputs": boolean,
 })
 
-_PRECISION = choice("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
-                    "64-true", "64", "transformer-engine", "transformer-engine-float16")
+_PRECISIONS = ("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
+               "64-true", "64", "transformer-engine", "transformer-engine-float16")
+
+
+def _PRECISION(v: Any) -> tuple[Any, str | None]:
+    # Lightning accepts the integers 16, 32 and 64 as well as strings.
+    if isinstance(v, int) and not isinstance(v, bool) and str(v) in _PRECISIONS:
+        return str(v), None
+    return choice(*_PRECISIONS)(v)
 
 FSDP = Block("fsdp setting", {
     "auto_wrap_policy": class_paths,

@@ -1,0 +1,5 @@
+"""`python -m ftsc` runs the CLI."""
+
+from ftsc.cli import run
+
+run()

@@ -1,0 +1,50 @@
+"""Analysis passes over the IR.
+
+Input: an `ir.Schedule` and an `AnalysisContext`. Output: diagnostics. `PASSES` is ordered;
+a pass's position is its dependency contract. Schedule-level passes need no model; passes
+that need one return nothing when `ctx.graph` is None. Never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ftsc import ir
+from ftsc.analyze.context import AnalysisContext
+from ftsc.analyze.rules import (
+    fts201_contiguity,
+    fts205_over_matching,
+    fts206_transitions,
+    fts207_phase_zero_lr,
+    fts208_reinit_phase_zero,
+    fts209_conflicting_options,
+    fts210_empty_phase,
+    fts211_unsupported_class,
+    fts212_init_pg_lrs,
+)
+from ftsc.diagnostics import Diagnostic
+
+Pass = Callable[[ir.Schedule, AnalysisContext], Iterable[Diagnostic]]
+
+PASSES: tuple[Pass, ...] = (
+    fts201_contiguity.check,  # first: later passes read phases by index
+    fts205_over_matching.check,
+    fts206_transitions.check,
+    fts207_phase_zero_lr.check,
+    fts208_reinit_phase_zero.check,
+    fts209_conflicting_options.check,
+    fts210_empty_phase.check,
+    fts211_unsupported_class.check,
+    fts212_init_pg_lrs.check,
+)
+
+
+def analyze(schedule: ir.Schedule, ctx: AnalysisContext) -> list[Diagnostic]:
+    """Run every pass and return the diagnostics in pass order."""
+    out: list[Diagnostic] = []
+    for check in PASSES:
+        out.extend(check(schedule, ctx))
+    return out
+
+
+__all__ = ["PASSES", "AnalysisContext", "Pass", "analyze"]

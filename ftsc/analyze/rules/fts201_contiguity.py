@@ -1,0 +1,46 @@
+"""FTS201: phase numbers must be exactly 0..N-1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ftsc import ir
+from ftsc.analyze.context import AnalysisContext
+from ftsc.diagnostics import Diagnostic, Label, make
+
+
+def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
+    """Report duplicate, negative, and missing phase numbers.
+
+    Example:
+        >>> from ftsc.frontend import load_text
+        >>> from ftsc.source import SourceFile
+        >>> loaded = load_text(SourceFile("x.ftsc", "phase 1 { thaw a }"))
+        >>> [d.code for d in check(loaded.schedule, AnalysisContext(loaded.source, loaded.kind))]
+        ['FTS201']
+    """
+    seen: dict[int, ir.Phase] = {}
+    for phase in schedule.phases:
+        if phase.index in seen:
+            first = seen[phase.index]
+            yield make("FTS201", ctx.source, phase.index_span, detail=f"phase {phase.index} is defined twice",
+                       label="defined again", secondary=(Label(span=first.index_span, message="first defined here"),),
+                       help="renumber the phases 0, 1, 2, ...")
+            continue
+        if phase.index < 0:
+            yield make("FTS201", ctx.source, phase.index_span, detail=f"phase {phase.index} is negative",
+                       label="negative", help="number the phases from 0")
+            continue
+        seen[phase.index] = phase
+    if not seen:
+        return
+    missing = sorted(set(range(max(seen) + 1)) - set(seen))
+    if missing:
+        listed = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        after = [p for i, p in sorted(seen.items()) if i > missing[0]]
+        order = sorted(seen.values(), key=lambda p: p.index)
+        renumber = [f"{p.index} -> {n}" for n, p in enumerate(order) if p.index != n]
+        yield make("FTS201", ctx.source, after[0].index_span if after else None,
+                   detail=f"phase {listed} missing", label=f"phase {missing[0]} is missing before this one",
+                   help="renumber: " + ", ".join(renumber[:10]) + (" ..." if len(renumber) > 10 else ""),
+                   notes=("FinetuningScheduler stops at setup with \"non-contiguous or non-zero-indexed keys\"",))

@@ -1,0 +1,54 @@
+"""FTS209: options that contradict each other or the phases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ftsc import ir
+from ftsc.analyze.context import AnalysisContext
+from ftsc.diagnostics import Diagnostic, make
+
+
+def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
+    """Report `epoch_transitions_only` conflicts and schedule-wide lr-scheduler reinit conflicts.
+
+    Example:
+        >>> from ftsc.frontend import load_text
+        >>> from ftsc.source import SourceFile
+        >>> src = "schedule { epoch_transitions_only = true } phase 0 { thaw a } phase 1 { thaw b }"
+        >>> loaded = load_text(SourceFile("x.ftsc", src))
+        >>> [d.code for d in check(loaded.schedule, AnalysisContext(loaded.source, loaded.kind))]
+        ['FTS209']
+    """
+    options = schedule.options
+    phases = sorted(schedule.phases, key=lambda p: p.index)
+    if options.get("epoch_transitions_only", False):
+        setting = options.setting("epoch_transitions_only")
+        missing = [p for p in phases[:-1] if p.criterion(ir.CriterionKind.EPOCH) is None]
+        if missing:
+            yield make("FTS209", ctx.source, missing[0].index_span,
+                       detail="`epoch_transitions_only` is set but phase(s) "
+                              f"{', '.join(str(p.index) for p in missing)} have no epoch transition",
+                       label="no `until epoch`",
+                       help="add `until epoch N` to every phase but the last, or unset `epoch_transitions_only`")
+        for phase in phases:
+            plateau = phase.criterion(ir.CriterionKind.PLATEAU)
+            if plateau is not None and plateau.span.end > 0:
+                yield make("FTS209", ctx.source, plateau.span,
+                           detail=f"phase {phase.index} ends on plateau, but `epoch_transitions_only` "
+                                  "disables plateau transitions",
+                           label="never fires", help="remove `plateau` or unset `epoch_transitions_only`")
+        _ = setting
+    implicit_lrs = options.reinit(ir.ReinitTarget.LR_SCHEDULER)
+    if implicit_lrs is not None:
+        if phases:
+            yield make("FTS209", ctx.source, implicit_lrs.span,
+                       detail="a schedule-wide `reinit lr_scheduler` (FTS `reinit_lr_cfg`) applies only to the "
+                              "implicit schedule, but this schedule lists phases",
+                       label="conflicts with explicit phases",
+                       help="move the directive into the phases that should reinitialize the scheduler")
+        pg = implicit_lrs.setting("init_pg_lrs")
+        if pg is not None:
+            yield make("FTS209", ctx.source, pg.span,
+                       detail="`init_pg_lrs` cannot be used in a schedule-wide lr-scheduler reinit: the same "
+                              "config is reused at every phase", label="not allowed here")

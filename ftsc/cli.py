@@ -1,0 +1,253 @@
+"""The `ftsc` command line: check, fmt, convert, rule.
+
+Input: argv. Output: text on stdout/stderr and an exit status: 0 no error-level diagnostics,
+1 error-level diagnostics (or warnings under `--strict`), 2 the tool could not do its job.
+Never a traceback for user input; internal errors become FTS901 with status 2.
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from ftsc import __version__
+from ftsc.analyze import AnalysisContext, analyze
+from ftsc.config import ConfigError, Settings, load_settings
+from ftsc.convert import convert
+from ftsc.diagnostics import Diagnostic, Severity, make
+from ftsc.diagnostics.registry import RULES, expand_selection, lookup
+from ftsc.diagnostics.render import RENDERERS
+from ftsc.fmt import format_schedule
+from ftsc.frontend import InputKind, Loaded, ReadError, load_file
+from ftsc.suppress import apply_suppressions
+
+EXIT_OK, EXIT_FINDINGS, EXIT_FAILURE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ftsc", description="Fine-tuning schedule compiler and FSDP alignment checker.")
+    p.add_argument("--version", action="version", version=f"ftsc {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = sub.add_parser("check", help="check schedules (.ftsc, FTS YAML, LightningCLI configs)")
+    check.add_argument("files", nargs="*", metavar="FILE")
+    check.add_argument("--lightning-config", metavar="C", help="LightningCLI config with options and strategy")
+    check.add_argument("--format", choices=sorted(RENDERERS), help="output format (default: text)")
+    check.add_argument("--select", action="append", default=None, metavar="CODES",
+                       help="only these codes/names/prefixes (comma-separated)")
+    check.add_argument("--ignore", action="append", default=None, metavar="CODES", help="skip these codes")
+    check.add_argument("--strict", action="store_true", default=None, help="warnings also fail (exit 1)")
+    check.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (advisory hooks)")
+
+    fmt = sub.add_parser("fmt", help="format .ftsc files canonically (comments kept)")
+    fmt.add_argument("files", nargs="+", metavar="FILE")
+    fmt.add_argument("--check", action="store_true", help="only report files that would change (exit 1)")
+    fmt.add_argument("--diff", action="store_true", help="print a diff instead of writing")
+
+    conv = sub.add_parser("convert", help="convert between .ftsc and FTS YAML")
+    conv.add_argument("input", metavar="IN")
+    conv.add_argument("--to", required=True, choices=("ftsc", "fts-yaml"))
+    conv.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
+
+    rule = sub.add_parser("rule", help="show the documentation of a diagnostic code")
+    rule.add_argument("code", nargs="?", help="code (FTS203) or name (param-in-multiple-phases)")
+    rule.add_argument("--all", action="store_true", help="list every rule")
+    rule.add_argument("--format", choices=("text", "json"), default="text")
+    return p
+
+
+def _split(items: list[str] | None) -> list[str]:
+    return [part.strip() for item in items or [] for part in item.split(",") if part.strip()]
+
+
+def _merge_config(loaded: Loaded, config: Loaded) -> Loaded:
+    """Options and sharding of a LightningCLI config applied to a schedule file."""
+    assert loaded.schedule is not None and config.schedule is not None
+    sched = loaded.schedule
+    cfg = config.schedule
+    settings = {s.name: s for s in sched.options.settings} | {s.name: s for s in cfg.options.settings}
+    options = replace(sched.options, settings=tuple(settings.values()),
+                      reinits=sched.options.reinits or cfg.options.reinits)
+    merged = replace(sched, options=options, fsdp=sched.fsdp or cfg.fsdp, fsdp2=sched.fsdp2 or cfg.fsdp2)
+    if loaded.kind is InputKind.FTS_YAML and cfg.options.get("epoch_transitions_only", False):
+        # FTS phases end on plateau only when not in epoch_transitions_only mode.
+        from ftsc import ir
+
+        phases = tuple(replace(p, until=tuple(c for c in p.until or () if c.kind is not ir.CriterionKind.PLATEAU))
+                       for p in merged.phases)
+        merged = replace(merged, phases=phases)
+    return replace(loaded, schedule=merged)
+
+
+def check_file(loaded: Loaded) -> list[Diagnostic]:
+    """Front-end diagnostics plus every analysis pass, with suppressions applied."""
+    diags = list(loaded.diagnostics)
+    if loaded.schedule is not None and not any(d.code == "FTS001" for d in diags):
+        ctx = AnalysisContext(loaded.source, loaded.kind)
+        try:
+            diags.extend(analyze(loaded.schedule, ctx))
+        except Exception as err:  # noqa: BLE001 - a bug must surface as FTS901, never a traceback
+            diags.append(make("FTS901", loaded.source, None, detail=f"{type(err).__name__}: {err}",
+                              help="please report this with the input file"))
+    for source in [loaded.source, *loaded.related]:
+        diags = apply_suppressions(source, diags)
+    return diags
+
+
+def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    files = args.files or settings.files
+    if not files:
+        raise UsageError("no files to check (give FILE arguments or `files` in [tool.ftsc])")
+    select_items = _split(args.select) or settings.select
+    ignore_items = _split(args.ignore) or settings.ignore
+    selected, bad1 = expand_selection(select_items)
+    ignored, bad2 = expand_selection(ignore_items)
+    if bad1 or bad2:
+        raise UsageError(f"unknown code(s) in --select/--ignore: {', '.join(bad1 + bad2)}")
+    fmt_name = args.format or settings.format
+    if fmt_name not in RENDERERS:
+        raise UsageError(f"unknown format `{fmt_name}` in [tool.ftsc]; expected one of: {', '.join(RENDERERS)}")
+    strict = settings.strict if args.strict is None else args.strict
+    config = None
+    if args.lightning_config:
+        config = load_file(args.lightning_config)
+        if config.kind is not InputKind.LIGHTNING_CONFIG and config.schedule is not None:
+            raise UsageError(f"{args.lightning_config}: not a LightningCLI config (no `trainer` section)")
+    all_diags: list[Diagnostic] = list(config.diagnostics) if config else []
+    for path in files:
+        loaded = load_file(path)
+        if config is not None and config.schedule is not None and loaded.schedule is not None:
+            loaded = _merge_config(loaded, config)
+        all_diags.extend(check_file(loaded))
+    if selected:
+        all_diags = [d for d in all_diags if d.code in selected]
+    all_diags = [d for d in all_diags if d.code not in ignored]
+    all_diags.sort(key=Diagnostic.sort_key)
+    sys.stdout.write(RENDERERS[fmt_name](all_diags))
+    failing = {Severity.ERROR} | ({Severity.WARNING} if strict else set())
+    if args.exit_zero:
+        return EXIT_OK
+    return EXIT_FINDINGS if any(d.severity in failing for d in all_diags) else EXIT_OK
+
+
+def _cmd_fmt(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for path in args.files:
+        if not path.endswith(".ftsc"):
+            raise UsageError(f"{path}: `ftsc fmt` formats .ftsc files; use `ftsc convert --to ftsc` for YAML")
+        loaded = load_file(path)
+        errors = [d for d in loaded.diagnostics if d.severity is Severity.ERROR and d.code in ("FTS001", "FTS104")]
+        if loaded.schedule is None or errors:
+            sys.stderr.write(RENDERERS["text"](loaded.diagnostics or errors))
+            status = EXIT_FINDINGS
+            continue
+        dropped = [d for d in loaded.diagnostics if d.severity is Severity.ERROR]
+        if dropped:
+            # Invalid settings are left out of the IR; formatting would delete them.
+            sys.stderr.write(RENDERERS["text"](dropped))
+            sys.stderr.write(f"{path}: not formatted: fix the errors above first\n")
+            status = EXIT_FINDINGS
+            continue
+        new = format_schedule(loaded.schedule, loaded.comments, loaded.source)
+        old = loaded.source.text
+        if new == old:
+            continue
+        if args.check or args.diff:
+            if args.diff:
+                sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                                           f"{path} (original)", f"{path} (formatted)"))
+            else:
+                sys.stdout.write(f"would reformat {path}\n")
+            status = EXIT_FINDINGS
+        else:
+            Path(path).write_text(new, encoding="utf-8")
+            sys.stdout.write(f"reformatted {path}\n")
+    return status
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    loaded = load_file(args.input)
+    errors = [d for d in loaded.diagnostics if d.severity is Severity.ERROR]
+    if loaded.schedule is None or errors:
+        sys.stderr.write(RENDERERS["text"](loaded.diagnostics))
+        sys.stderr.write(f"{args.input}: not converted: fix the errors above first\n")
+        return EXIT_FINDINGS
+    if loaded.kind is InputKind.LIGHTNING_CONFIG and any(d.code == "FTS105" for d in loaded.diagnostics):
+        sys.stderr.write(RENDERERS["text"]([d for d in loaded.diagnostics if d.code == "FTS105"]))
+        sys.stderr.write(f"{args.input}: not converted: the schedule it names was not found\n")
+        return EXIT_FAILURE
+    text, diags = convert(loaded.schedule, args.to, source=loaded.source, comments=loaded.comments)
+    if diags:
+        sys.stderr.write(RENDERERS["text"](diags))
+        if any(d.severity is Severity.ERROR for d in diags):
+            sys.stderr.write(f"{args.input}: not converted: FTS YAML cannot express the above\n")
+            return EXIT_FINDINGS
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _cmd_rule(args: argparse.Namespace) -> int:
+    if args.all or not args.code:
+        rules = list(RULES.values())
+        if args.format == "json":
+            sys.stdout.write(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity.value,
+                                          "summary": r.summary} for r in rules], indent=2) + "\n")
+        else:
+            sys.stdout.writelines(f"{r.code}  {r.name:<30} {r.severity.value:<8} {r.summary}\n" for r in rules)
+        return EXIT_OK
+    rule = lookup(args.code)
+    if rule is None:
+        raise UsageError(f"unknown rule `{args.code}`; `ftsc rule --all` lists them")
+    if args.format == "json":
+        sys.stdout.write(json.dumps({"code": rule.code, "name": rule.name, "severity": rule.severity.value,
+                                     "summary": rule.summary, "explanation": rule.doc}, indent=2) + "\n")
+    else:
+        sys.stdout.write(f"# {rule.code} ({rule.name}) [{rule.severity.value}]\n\n{rule.summary}.\n\n{rule.doc}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_FAILURE
+    try:
+        if args.command == "check":
+            return _cmd_check(args, load_settings())
+        if args.command == "fmt":
+            return _cmd_fmt(args)
+        if args.command == "convert":
+            return _cmd_convert(args)
+        return _cmd_rule(args)
+    except (UsageError, ConfigError, ReadError) as err:
+        sys.stderr.write(f"ftsc: error: {err}\n")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # noqa: BLE001 - never a traceback: report as FTS901
+        sys.stderr.write(f"error[FTS901]: internal error: {type(err).__name__}: {err}\n"
+                         "This is a bug in ftsc; please report it with the input.\n")
+        return EXIT_FAILURE
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

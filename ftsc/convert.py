@@ -1,0 +1,52 @@
+"""`ftsc convert`: between `.ftsc` and FTS YAML with the same meaning.
+
+Input: a loaded schedule. Output: text in the other format and diagnostics (FTS501 where FTS
+YAML cannot express a DSL feature). FTS patterns become `/regex/` selectors where that is
+provably equivalent (the pattern cannot be an exact FQN, so only `re.match` applies) and stay
+`fts "..."` otherwise. Never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ftsc import ir
+from ftsc.diagnostics import Diagnostic
+from ftsc.emit_yaml import to_fts_yaml
+from ftsc.fmt import format_schedule
+from ftsc.parse import Comment
+from ftsc.regexes import fts_as_fullmatch
+from ftsc.source import SourceFile
+
+
+def tighten(sel: ir.Selector) -> ir.Selector:
+    """An FTS selector as an equivalent `/regex/` when there is one, else unchanged."""
+    if sel.kind is not ir.SelectorKind.FTS:
+        return sel
+    regex = fts_as_fullmatch(sel.pattern)
+    return replace(sel, kind=ir.SelectorKind.REGEX, pattern=regex) if regex is not None else sel
+
+
+def tighten_schedule(schedule: ir.Schedule) -> ir.Schedule:
+    """Apply `tighten` to every selector."""
+    phases = tuple(replace(p, selectors=tuple(tighten(s) for s in p.selectors)) for p in schedule.phases)
+    fsdp = schedule.fsdp and replace(schedule.fsdp, wrap=tuple(tighten(s) for s in schedule.fsdp.wrap),
+                                     ignore=tuple(tighten(s) for s in schedule.fsdp.ignore))
+    fsdp2 = schedule.fsdp2 and replace(schedule.fsdp2, plan=tuple(replace(e, selector=tighten(e.selector))
+                                                                  for e in schedule.fsdp2.plan))
+    return replace(schedule, phases=phases, fsdp=fsdp, fsdp2=fsdp2)
+
+
+def convert(schedule: ir.Schedule, to: str, *, source: SourceFile | None = None,
+            comments: list[Comment] | None = None) -> tuple[str, list[Diagnostic]]:
+    """Convert to `ftsc` or `fts-yaml` text.
+
+    Raises:
+        ValueError: for an unknown target format.
+    """
+    if to == "ftsc":
+        keep = comments if source is not None and source.path.endswith(".ftsc") else None
+        return format_schedule(tighten_schedule(schedule), keep or (), source), []
+    if to == "fts-yaml":
+        return to_fts_yaml(schedule, source)
+    raise ValueError(f"Invalid conversion target: {to}. Expected one of: ftsc, fts-yaml.")

@@ -1,0 +1,223 @@
+"""Format the IR as canonical `.ftsc` text, keeping comments.
+
+Input: an `ir.Schedule` and (optionally) the comments of the file it came from. Output: text
+in the canonical layout: `schedule` block, phases in source order, then sharding blocks; one
+selector per `thaw` line; settings in schema order. Comments follow the statement they were
+attached to (leading comments above it, trailing comments on its line). `format(parse(t))` is
+idempotent and `parse(format(s)) == s`. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ftsc import ir
+from ftsc.parse import Comment
+from ftsc.source import SourceFile
+
+INDENT = "    "
+_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
+_VALUE_KEYWORDS = frozenset({"true", "false", "null"})
+_SELECTOR_KEYWORDS = frozenset({"glob", "fts"})
+
+
+def quote(text: str) -> str:
+    """A DSL string literal for `text` (only `\\"` and `\\\\` are escapes; see build_ir)."""
+    out: list[str] = []
+    for i, c in enumerate(text):
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        if c == '"':
+            out.append('\\"')
+        elif c == "\\" and (nxt in '"\\' or not nxt):
+            out.append("\\\\")
+        elif c == "\n":
+            out.append("\\n")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def regex_literal(pattern: str) -> str:
+    """A `/regex/` literal for `pattern`."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            pair = pattern[i : i + 2]
+            out.append("\\/" if pair == "\\/" else ("\\n" if pair[1] == "\n" else pair))
+            i += 2
+            continue
+        out.append({"/": "\\/", "\n": "\\n"}.get(c, c))
+        i += 1
+    return "/" + "".join(out) + "/"
+
+
+def is_bare(text: str, keywords: frozenset[str]) -> bool:
+    """True if `text` can be written without quotes where `keywords` are reserved."""
+    return _PATH.fullmatch(text) is not None and text not in keywords
+
+
+def selector(sel: ir.Selector) -> str:
+    """A selector in DSL syntax."""
+    match sel.kind:
+        case ir.SelectorKind.EXACT:
+            return sel.pattern if is_bare(sel.pattern, _SELECTOR_KEYWORDS) else quote(sel.pattern)
+        case ir.SelectorKind.REGEX:
+            return regex_literal(sel.pattern)
+        case ir.SelectorKind.GLOB:
+            return "glob " + quote(sel.pattern)
+        case ir.SelectorKind.FTS:
+            return "fts " + quote(sel.pattern)
+        case _:
+            raise ValueError(f"Invalid selector kind: {sel.kind}.")
+
+
+def value(v: ir.Value) -> str:
+    """A value in DSL syntax."""
+    if v.kind == "list":
+        return "[" + ", ".join(value(x) for x in v.data) + "]"  # type: ignore[union-attr]
+    if v.kind == "dict":
+        return "{" + ", ".join(setting(s) for s in v.data) + "}"  # type: ignore[union-attr]
+    data = v.data
+    if data is None:
+        return "null"
+    if isinstance(data, bool):
+        return "true" if data else "false"
+    if isinstance(data, int):
+        return str(data)
+    if isinstance(data, float):
+        if not math.isfinite(data):
+            return quote(repr(data))
+        text = repr(data)
+        return text if ("." in text or "e" in text) else text + ".0"
+    text = str(data)
+    return text if is_bare(text, _VALUE_KEYWORDS) else quote(text)
+
+
+def setting(s: ir.Setting) -> str:
+    """`name = value`."""
+    name = s.name if is_bare(s.name, frozenset()) and "." not in s.name else quote(s.name)
+    return f"{name} = {value(s.value)}"
+
+
+def call_args(args: Sequence[ir.Setting] | None) -> str:
+    """`(a = 1, b = 2)`, or nothing for None."""
+    return "" if args is None else "(" + ", ".join(setting(s) for s in args) + ")"
+
+
+@dataclass(slots=True)
+class _Line:
+    depth: int
+    text: str
+    anchor: int | None  # source offset of the statement, for comment attachment
+
+
+def _reinit(r: ir.Reinit, depth: int) -> list[_Line]:
+    head = f"reinit {r.target.value} {r.class_path}{call_args(r.init_args)}"
+    if not r.settings:
+        return [_Line(depth, head, r.span.start)]
+    lines = [_Line(depth, head + " {", r.span.start)]
+    lines += [_Line(depth + 1, setting(s), s.span.start) for s in r.settings]
+    lines.append(_Line(depth, "}", max(r.span.end - 1, r.span.start)))
+    return lines
+
+
+def _criterion(c: ir.Criterion) -> str:
+    if c.kind is ir.CriterionKind.PLATEAU:
+        return "plateau" + (call_args(c.args) if c.args else "")
+    return f"{c.kind.value} {c.value}"
+
+
+def _block(head: str, body: list[_Line], span: ir.Span | None) -> list[_Line]:
+    start = span.start if span else None
+    end = max(span.end - 1, span.start) if span else None
+    return [_Line(0, head + " {", start), *body, _Line(0, "}", end)]
+
+
+def lines_of(schedule: ir.Schedule) -> list[list[_Line]]:
+    """The canonical lines, grouped into top-level blocks."""
+    blocks: list[list[_Line]] = []
+    opts = schedule.options
+    if opts.settings or opts.reinits:
+        body = [_Line(1, setting(s), s.span.start) for s in opts.settings]
+        for r in opts.reinits:
+            body += _reinit(r, 1)
+        blocks.append(_block("schedule", body, opts.span if opts.span.end else None))
+    for phase in schedule.phases:
+        head = f"phase {phase.index}" + (f" {quote(phase.name)}" if phase.name is not None else "")
+        body = [_Line(1, "thaw " + selector(s), s.span.start) for s in phase.selectors]
+        body += [_Line(1, setting(s), s.span.start) for s in phase.settings]
+        if phase.until is not None:
+            anchor = phase.until[0].span.start if phase.until else None
+            text = "until " + " or ".join(_criterion(c) for c in phase.until) if phase.until else None
+            if text:
+                body.append(_Line(1, text, anchor))
+        for r in phase.reinits:
+            body += _reinit(r, 1)
+        blocks.append(_block(head, body, phase.span if phase.span.end else None))
+    if schedule.fsdp is not None:
+        f = schedule.fsdp
+        body = [_Line(1, setting(s), s.span.start) for s in f.settings]
+        body += [_Line(1, "wrap " + selector(s), s.span.start) for s in f.wrap]
+        body += [_Line(1, "ignore " + selector(s), s.span.start) for s in f.ignore]
+        blocks.append(_block("fsdp", body, f.span if f.span.end else None))
+    if schedule.fsdp2 is not None:
+        f2 = schedule.fsdp2
+        body = [_Line(1, setting(s), s.span.start) for s in f2.settings]
+        body += [_Line(1, "shard " + selector(e.selector) + call_args(e.kwargs), e.span.start) for e in f2.plan]
+        blocks.append(_block("fsdp2", body, f2.span if f2.span.end else None))
+    return blocks
+
+
+def format_schedule(schedule: ir.Schedule, comments: Sequence[Comment] = (),
+                    source: SourceFile | None = None) -> str:
+    """Format a schedule, re-attaching `comments` from `source`.
+
+    Example:
+        >>> from ftsc.frontend import load_text
+        >>> from ftsc.source import SourceFile
+        >>> loaded = load_text(SourceFile("x.ftsc", "phase 0 {thaw a.b,/c/ # head\\n}"))
+        >>> print(format_schedule(loaded.schedule, loaded.comments, loaded.source), end="")
+        phase 0 {
+            thaw a.b
+            thaw /c/  # head
+        }
+    """
+    blocks = lines_of(schedule)
+    standalone: list[Comment] = []
+    trailing: dict[int, list[Comment]] = {}
+    if source is not None and comments:
+        anchored = {ln.anchor: ln for block in blocks for ln in block if ln.anchor is not None}
+        by_line: dict[int, int] = {}
+        for off in sorted(anchored):
+            by_line[source.position(off).line] = off  # last statement starting on that line
+        for c in comments:
+            line = source.position(c.span.start).line
+            before = source.text[source.offset(line, 1) : c.span.start]
+            if before.strip() and line in by_line:
+                trailing.setdefault(by_line[line], []).append(c)
+            else:
+                standalone.append(c)
+    standalone.sort(key=lambda c: c.span.start)
+    out: list[str] = []
+    pending = list(standalone)
+    for n, block in enumerate(blocks):
+        if n:
+            out.append("")
+        for ln in block:
+            while pending and ln.anchor is not None and pending[0].span.start < ln.anchor:
+                depth = ln.depth + (1 if ln.text == "}" else 0)
+                out.append(INDENT * depth + pending.pop(0).text.rstrip())
+            text = INDENT * ln.depth + ln.text
+            for c in trailing.get(ln.anchor, []) if ln.anchor is not None else []:
+                text += "  " + c.text.rstrip()
+            out.append(text)
+    if pending:
+        if out:
+            out.append("")
+        out.extend(c.text.rstrip() for c in pending)
+    return "\n".join(out) + "\n" if out else ""
