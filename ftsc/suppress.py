@@ -41,7 +41,7 @@ def _directives(source: SourceFile) -> tuple[list[_Directive], list[Diagnostic]]
             span = Span(start, start + len(item))
             rule = lookup(item) if item else None
             if rule is None:
-                problems.append(make("FTS090", source, span, code=item or "<empty>", label="unknown code",
+                problems.append(make("FTS090", source, span, rule=item or "<empty>", label="unknown code",
                                      help="use a code such as `FTS205` or its name"))
                 continue
             found.append(_Directive(line, m.group(1) == "ignore-file", rule.code, span))
@@ -67,6 +67,6 @@ def apply_suppressions(source: SourceFile, diagnostics: list[Diagnostic]) -> lis
             hit.used = True
     for x in directives:
         if not x.used:
-            kept.append(make("FTS090", source, x.span, code=x.code, label="suppresses nothing",
+            kept.append(make("FTS090", source, x.span, rule=x.code, label="suppresses nothing",
                              help="remove it"))
     return kept + problems

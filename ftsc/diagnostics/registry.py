@@ -58,7 +58,7 @@ phase 0 {
     Rule(
         code="FTS090", name="unused-suppression", severity=_W,
         summary="a suppression comment suppresses nothing",
-        message="unused suppression of `{code}`",
+        message="unused suppression of `{rule}`",
         doc="""## What it does
 Reports a `# ftsc: ignore[CODE]` or `# ftsc: ignore-file[CODE]` comment that suppressed no
 diagnostic, or that names an unknown code.
