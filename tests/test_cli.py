@@ -109,7 +109,7 @@ def test_suppressions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     main(["check", "--format", "concise", write(tmp_path, "s.ftsc", text)])
     out = capsys.readouterr().out
     assert "FTS205" not in out
-    assert "s.ftsc:3:27: warning[FTS090] unused suppression of `FTS201`" in out
+    assert "s.ftsc:3:30: warning[FTS090] unused suppression of `FTS201`" in out
 
 
 def test_fmt_check_write_and_idempotence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
