@@ -100,7 +100,7 @@ def value(v: ir.Value) -> str:
 
 def setting(s: ir.Setting) -> str:
     """`name = value`."""
-    name = s.name if is_bare(s.name, frozenset()) and "." not in s.name else quote(s.name)
+    name = s.name if is_bare(s.name, frozenset()) else quote(s.name)
     return f"{name} = {value(s.value)}"
 
 

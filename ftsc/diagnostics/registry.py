@@ -168,6 +168,9 @@ phase 0 {
     thaw model.head.weight
     until epoch 3
 }
+phase 1 {
+    thaw model.body.weight
+}
 ```
 """,
     ),

@@ -100,7 +100,12 @@ def load_yaml(source: SourceFile) -> tuple[YNode | None, list[Diagnostic]]:
         The root node (None when the file is empty or cannot be loaded) and diagnostics.
     """
     diagnostics: list[Diagnostic] = []
-    loader = yaml.SafeLoader(source.text)
+    try:
+        loader = yaml.SafeLoader(source.text)
+    except yaml.reader.ReaderError as err:  # the reader rejects control characters up front
+        diagnostics.append(make("FTS001", source, Span(err.position, min(err.position + 1, len(source.text))),
+                                detail=f"invalid YAML: {err.reason}", label="here"))
+        return None, diagnostics
     try:
         root = loader.get_single_node()
         if root is None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
-from ftsc.regexes import is_plain_name, quantified_dots, unescaped_separator_dots
+from ftsc.regexes import quantified_dots, unescaped_separator_dots
 from ftsc.source import Span
 
 
@@ -56,7 +56,9 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
                        notes=("`layer.{0,11}.` matches every layer index, not layers 0 and 11",),
                        help="to choose indices write an alternation such as `\\.(0|11)\\.`; to match any "
                             "characters write `.*`")
-        if quantified or (sel.kind is ir.SelectorKind.FTS and is_plain_name(sel.pattern)):
+        # FTS patterns use `.` as a wildcard idiomatically; whether it over-matches depends on the
+        # model's names, so only the model-aware part of FTS205 judges them.
+        if quantified or sel.kind is ir.SelectorKind.FTS:
             continue
         dots = unescaped_separator_dots(sel.pattern)
         if dots:
