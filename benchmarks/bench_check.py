@@ -158,7 +158,7 @@ def main() -> int:
         print("|---|---|---|")
         rows = [
             ("python -m ftsc --version", [sys.executable, "-m", "ftsc", "--version"]),
-            ("ftsc check tiny.ftsc", ftsc_cmd() + ["check", str(tiny)]),
+            (" ".join(["ftsc" if USE_ENTRY_POINT else "python -m ftsc", "check tiny.ftsc"]), ftsc_cmd() + ["check", str(tiny)]),
             ("python -c pass (interpreter floor)", [sys.executable, "-c", "pass"]),
         ]
         for label, cmd in rows:

@@ -242,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `ftsc check ... | head`: the reader left, nothing to report
+        return EXIT_OK
     except Exception as err:  # noqa: BLE001 - never a traceback: report as FTS901
         sys.stderr.write(f"error[FTS901]: internal error: {type(err).__name__}: {err}\n"
                          "This is a bug in ftsc; please report it with the input.\n")

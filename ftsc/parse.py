@@ -56,6 +56,9 @@ def parser(strict: bool = False) -> Lark:
         maybe_placeholders=True,
         lexer_callbacks={"COMMENT": _COMMENTS},
         strict=strict,
+        # NOTE: cache the built LALR tables on disk (keyed by grammar hash); building them
+        # dominates CLI start-up. Strict builds (tests) are never cached.
+        cache=not strict,
     )
 
 
