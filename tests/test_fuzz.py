@@ -68,7 +68,7 @@ def _tok(strategy: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 def _explicit() -> dict[str, st.SearchStrategy[str]]:
     explicit: dict[str, st.SearchStrategy[str]] = {}
-    for term in ftsc.parse.parser().terminals:
+    for term in ftsc.parse.parser(strict=True).terminals:
         if term.pattern.type == "str":
             explicit[term.name] = st.just(term.pattern.value + " ")
     explicit.update({
@@ -84,7 +84,7 @@ def _explicit() -> dict[str, st.SearchStrategy[str]]:
     return explicit
 
 
-PROGRAMS = from_lark(ftsc.parse.parser(), start="start", explicit=_explicit())
+PROGRAMS = from_lark(ftsc.parse.parser(strict=True), start="start", explicit=_explicit())
 
 _PROPS = settings(
     max_examples=60,
