@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -87,7 +88,7 @@ def _explicit() -> dict[str, st.SearchStrategy[str]]:
 PROGRAMS = from_lark(ftsc.parse.parser(strict=True), start="start", explicit=_explicit())
 
 _PROPS = settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("FTSC_FUZZ_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
@@ -311,6 +312,9 @@ YAML_EXTRA = [
     "0:\n  params: ['(a+)+$', 'a{99999999999}', '((((((((((a))))))))))', '((a)']\n",
     "0:\n  params: [a]\n  max_transition_epoch: " + "1" * 5000 + "\n",
     "0:\n  params: [a]\n  max_transition_epoch: 1e999\n",
+    "0:\n  params: [a]\n1" + "0" * 400 + ":\n  params: [b]\n",
+    "0:\n  params: [a]\n'100000000':\n  params: [b]\n",
+    "0:\n  params: [a\x01]\n",  # was FTS901: PyYAML's reader rejects control characters up front
     "0:\n  params: [a]\n  lr: .inf\n  max_transition_epoch: .nan\n",
     "[" * 5000 + "]" * 5000 + "\n",
     "{a: " * 3000 + "1" + "}" * 3000 + "\n",
@@ -333,6 +337,8 @@ DSL_EXTRA = [
     "phase 0 { thaw glob \"{{{{a\" } phase 1 { thaw glob \"[[[\" } phase 2 { thaw fts \"(((\" }\n",
     "phase " + "1" * 5000 + " { thaw a }\n",
     "phase 0 { thaw a until epoch " + "1" * 5000 + " }\n",
+    "phase 0 { thaw a } phase 1" + "0" * 400 + " { thaw b }\n",  # was a hang in FTS201
+    "phase 0 { thaw a } phase 100000000 { thaw b } phase 5 { thaw c }\n",
     "phase 0 { thaw a until step -" + "1" * 5000 + " }\n",
     "phase 0 { thaw a lr = 1e999 }\n",
     "phase 0 { thaw a lr = -1e999 x = " + "9" * 5000 + " }\n",

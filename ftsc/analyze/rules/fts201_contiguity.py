@@ -34,7 +34,14 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
         seen[phase.index] = phase
     if not seen:
         return
-    missing = sorted(set(range(max(seen) + 1)) - set(seen))
+    # The first few missing numbers, without materialising 0..max (a phase may be numbered 10**300).
+    missing: list[int] = []
+    expected = 0
+    for index in sorted(seen):
+        while expected < index and len(missing) <= 10:
+            missing.append(expected)
+            expected += 1
+        expected = index + 1
     if missing:
         listed = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         after = [p for i, p in sorted(seen.items()) if i > missing[0]]
