@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ftsc import __version__
+from ftsc import __version__, ir
 from ftsc.analyze import AnalysisContext, analyze
 from ftsc.config import ConfigError, Settings, load_settings
 from ftsc.convert import convert
@@ -81,8 +81,6 @@ def _merge_config(loaded: Loaded, config: Loaded) -> Loaded:
     merged = replace(sched, options=options, fsdp=sched.fsdp or cfg.fsdp, fsdp2=sched.fsdp2 or cfg.fsdp2)
     if loaded.kind is InputKind.FTS_YAML and cfg.options.get("epoch_transitions_only", False):
         # FTS phases end on plateau only when not in epoch_transitions_only mode.
-        from ftsc import ir
-
         phases = tuple(replace(p, until=tuple(c for c in p.until or () if c.kind is not ir.CriterionKind.PLATEAU))
                        for p in merged.phases)
         merged = replace(merged, phases=phases)

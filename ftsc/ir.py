@@ -259,9 +259,6 @@ _NODE_TYPES: Mapping[str, type] = {
     for cls in (Value, Setting, Selector, Criterion, Reinit, Phase, Options, ShardEntry,
                 FSDPConfig, FSDP2Config, Schedule)
 }
-_ENUMS: Mapping[str, type[StrEnum]] = {
-    "kind": SelectorKind, "target": ReinitTarget,
-}
 
 
 def load(data: Any) -> Any:

@@ -291,7 +291,6 @@ class Validator:
     file: SourceFile | None
     unknown_severity: Severity = Severity.ERROR
     diagnostics: list[Diagnostic] | None = None
-    fully_shard_code: str = "FTS406"
 
     def __post_init__(self) -> None:
         if self.diagnostics is None:
@@ -316,7 +315,7 @@ class Validator:
         out: list[ir.Setting] = []
         for s in seen.values():
             if s.name not in block.keys and not block.open:
-                code = self.fully_shard_code if block is FULLY_SHARD else "FTS103"
+                code = "FTS406" if block is FULLY_SHARD else "FTS103"
                 kw: dict[str, Any] = (
                     {"detail": f"unknown `fully_shard` keyword `{s.name}`"} if code == "FTS406"
                     else {"where": where or block.name, "key": s.name}
@@ -325,8 +324,6 @@ class Validator:
                                  help=suggest(s.name, order) or
                                  (f"expected one of: {', '.join(order)}" if order else None),
                                  severity=self.unknown_severity if code == "FTS103" else None, **kw))
-                if block.open or self.unknown_severity is Severity.ERROR:
-                    continue
                 continue
             value = self.value(s, block.keys.get(s.name, anything))
             if value is not None:

@@ -23,7 +23,6 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     options = schedule.options
     phases = sorted(schedule.phases, key=lambda p: p.index)
     if options.get("epoch_transitions_only", False):
-        setting = options.setting("epoch_transitions_only")
         missing = [p for p in phases[:-1] if p.criterion(ir.CriterionKind.EPOCH) is None]
         if missing:
             yield make("FTS209", ctx.source, missing[0].index_span,
@@ -38,7 +37,6 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
                            detail=f"phase {phase.index} ends on plateau, but `epoch_transitions_only` "
                                   "disables plateau transitions",
                            label="never fires", help="remove `plateau` or unset `epoch_transitions_only`")
-        _ = setting
     implicit_lrs = options.reinit(ir.ReinitTarget.LR_SCHEDULER)
     if implicit_lrs is not None:
         if phases:
