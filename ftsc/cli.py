@@ -1,4 +1,4 @@
-"""The `ftsc` command line: check, fmt, convert, rule.
+"""The `ftsc` command line: check, compile, manifest, init, fmt, convert, rule.
 
 Input: argv. Output: text on stdout/stderr and an exit status: 0 no error-level diagnostics,
 1 error-level diagnostics (or warnings under `--strict`), 2 the tool could not do its job.
@@ -25,6 +25,7 @@ from ftsc.diagnostics.registry import RULES, expand_selection, lookup
 from ftsc.diagnostics.render import RENDERERS
 from ftsc.fmt import format_schedule
 from ftsc.frontend import InputKind, Loaded, ReadError, load_file
+from ftsc.model import ModelError, ModelGraph, load_graph, load_manifest, parse_kwargs
 from ftsc.suppress import apply_suppressions
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILURE = 0, 1, 2
@@ -34,6 +35,15 @@ class UsageError(Exception):
     """Bad arguments or configuration: exit status 2."""
 
 
+def _model_args(p: argparse.ArgumentParser, *, strategy: bool = True) -> None:
+    group = p.add_argument_group("model")
+    group.add_argument("--model", metavar="T", help="pkg.module:attr or path/file.py:attr, built on the meta device")
+    group.add_argument("--model-kwargs", metavar="JSON", help="constructor/factory arguments for --model")
+    group.add_argument("--manifest", metavar="M", help="model manifest JSON (`ftsc manifest`); no torch needed")
+    if strategy:
+        p.add_argument("--lightning-config", metavar="C", help="LightningCLI config with options and strategy")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ftsc", description="Fine-tuning schedule compiler and FSDP alignment checker.")
     p.add_argument("--version", action="version", version=f"ftsc {__version__}")
@@ -41,13 +51,31 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check schedules (.ftsc, FTS YAML, LightningCLI configs)")
     check.add_argument("files", nargs="*", metavar="FILE")
-    check.add_argument("--lightning-config", metavar="C", help="LightningCLI config with options and strategy")
+    _model_args(check)
     check.add_argument("--format", choices=sorted(RENDERERS), help="output format (default: text)")
     check.add_argument("--select", action="append", default=None, metavar="CODES",
                        help="only these codes/names/prefixes (comma-separated)")
     check.add_argument("--ignore", action="append", default=None, metavar="CODES", help="skip these codes")
     check.add_argument("--strict", action="store_true", default=None, help="warnings also fail (exit 1)")
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (advisory hooks)")
+
+    comp = sub.add_parser("compile", help="compile a schedule against a model; print the plan as JSON")
+    comp.add_argument("file", metavar="FILE")
+    _model_args(comp)
+    comp.add_argument("--format", choices=("json",), default="json")
+    comp.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
+
+    man = sub.add_parser("manifest", help="write a model's manifest (module tree, parameters, ties)")
+    _model_args(man, strategy=False)
+    man.add_argument("-o", "--output", metavar="M", help="write here instead of stdout")
+
+    init = sub.add_parser("init", help="write a default schedule for a model")
+    _model_args(init, strategy=False)
+    init.add_argument("--style", choices=("fts", "module"), default="fts",
+                      help="fts: FinetuningScheduler's default (two parameters per phase); "
+                           "module: one module per phase, never split")
+    init.add_argument("--to", choices=("ftsc", "fts-yaml"), default="ftsc", help="output format (default: ftsc)")
+    init.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
 
     fmt = sub.add_parser("fmt", help="format .ftsc files canonically (comments kept)")
     fmt.add_argument("files", nargs="+", metavar="FILE")
@@ -87,11 +115,11 @@ def _merge_config(loaded: Loaded, config: Loaded) -> Loaded:
     return replace(loaded, schedule=merged)
 
 
-def check_file(loaded: Loaded) -> list[Diagnostic]:
+def check_file(loaded: Loaded, graph: ModelGraph | None = None) -> list[Diagnostic]:
     """Front-end diagnostics plus every analysis pass, with suppressions applied."""
     diags = list(loaded.diagnostics)
     if loaded.schedule is not None and not any(d.code == "FTS001" for d in diags):
-        ctx = AnalysisContext(loaded.source, loaded.kind)
+        ctx = AnalysisContext(loaded.source, loaded.kind, graph)
         try:
             diags.extend(analyze(loaded.schedule, ctx))
         except Exception as err:  # noqa: BLE001 - a bug must surface as FTS901, never a traceback
@@ -100,6 +128,46 @@ def check_file(loaded: Loaded) -> list[Diagnostic]:
     for source in [loaded.source, *loaded.related]:
         diags = apply_suppressions(source, diags)
     return diags
+
+
+class _Graphs:
+    """The model for each file: `--model`/`--manifest`, else `[tool.ftsc]`'s mapping; loaded once."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+        self.args = args
+        self.settings = settings
+        self.cache: dict[tuple[str | None, str | None], ModelGraph] = {}
+
+    def for_file(self, path: str) -> ModelGraph | None:
+        args = self.args
+        if args.model or args.manifest:
+            model, manifest, kwargs = args.model, args.manifest, parse_kwargs(args.model_kwargs)
+        else:
+            if args.model_kwargs:
+                raise UsageError("--model-kwargs needs --model")
+            model, manifest, kwargs = self.settings.model_for(path)
+        if not model and not manifest:
+            return None
+        key = (model, manifest)
+        if key not in self.cache:
+            self.cache[key] = load_graph(model, manifest, kwargs)
+        return self.cache[key]
+
+
+def _load_config(path: str | None) -> Loaded | None:
+    if not path:
+        return None
+    config = load_file(path)
+    if config.kind is not InputKind.LIGHTNING_CONFIG and config.schedule is not None:
+        raise UsageError(f"{path}: not a LightningCLI config (no `trainer` section)")
+    return config
+
+
+def _load_schedule(path: str, config: Loaded | None) -> Loaded:
+    loaded = load_file(path)
+    if config is not None and config.schedule is not None and loaded.schedule is not None:
+        loaded = _merge_config(loaded, config)
+    return loaded
 
 
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,17 +184,11 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     if fmt_name not in RENDERERS:
         raise UsageError(f"unknown format `{fmt_name}` in [tool.ftsc]; expected one of: {', '.join(RENDERERS)}")
     strict = settings.strict if args.strict is None else args.strict
-    config = None
-    if args.lightning_config:
-        config = load_file(args.lightning_config)
-        if config.kind is not InputKind.LIGHTNING_CONFIG and config.schedule is not None:
-            raise UsageError(f"{args.lightning_config}: not a LightningCLI config (no `trainer` section)")
+    config = _load_config(args.lightning_config)
+    graphs = _Graphs(args, settings)
     all_diags: list[Diagnostic] = list(config.diagnostics) if config else []
     for path in files:
-        loaded = load_file(path)
-        if config is not None and config.schedule is not None and loaded.schedule is not None:
-            loaded = _merge_config(loaded, config)
-        all_diags.extend(check_file(loaded))
+        all_diags.extend(check_file(_load_schedule(path, config), graphs.for_file(path)))
     if selected:
         all_diags = [d for d in all_diags if d.code in selected]
     all_diags = [d for d in all_diags if d.code not in ignored]
@@ -136,6 +198,65 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     if args.exit_zero:
         return EXIT_OK
     return EXIT_FINDINGS if any(d.severity in failing for d in all_diags) else EXIT_OK
+
+
+def _write(text: str, output: str | None) -> None:
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot write {output}: {err}") from None
+    else:
+        sys.stdout.write(text)
+
+
+def _cmd_compile(args: argparse.Namespace, settings: Settings) -> int:
+    from ftsc.analyze.resolve import resolve_schedule
+    from ftsc.diagnostics.render import to_json_obj
+    from ftsc.lower import lower
+
+    config = _load_config(args.lightning_config)
+    graph = _Graphs(args, settings).for_file(args.file)
+    if graph is None:
+        raise UsageError("compile needs a model: give --model TARGET or --manifest FILE "
+                         "(or map the schedule to a manifest in [tool.ftsc])")
+    loaded = _load_schedule(args.file, config)
+    diags = (list(config.diagnostics) if config else []) + check_file(loaded, graph)
+    diags.sort(key=Diagnostic.sort_key)
+    if loaded.schedule is None:
+        doc: dict[str, object] = {"version": 1, "phases": [], "unscheduled": list(graph.params),
+                                  "aliases": dict(graph.aliases),
+                                  "sharding": {"kind": "none", "units": [], "unsharded": []},
+                                  "diagnostics": [to_json_obj(d) for d in diags]}
+    else:
+        plan = lower(loaded.schedule, resolve_schedule(loaded.schedule, graph), graph)
+        doc = plan.to_json([to_json_obj(d) for d in diags])
+    _write(json.dumps(doc, indent=2) + "\n", args.output)
+    return EXIT_FINDINGS if any(d.severity is Severity.ERROR for d in diags) else EXIT_OK
+
+
+def _cmd_manifest(args: argparse.Namespace) -> int:
+    if args.manifest:
+        raise UsageError("`ftsc manifest` builds a manifest from --model; --manifest is its output")
+    if not args.model:
+        raise UsageError("`ftsc manifest` needs --model TARGET")
+    manifest = load_manifest(args.model, None, parse_kwargs(args.model_kwargs))
+    _write(manifest.dumps(), args.output)
+    if args.output:
+        sys.stderr.write(f"wrote {args.output}: {len(manifest.modules)} modules, {len(manifest.parameters)} "
+                         f"parameters ({sum(p.numel for p in manifest.parameters):,} elements)\n")
+    return EXIT_OK
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from ftsc.generate import default_schedule
+
+    graph = load_graph(args.model, args.manifest, parse_kwargs(args.model_kwargs))
+    if not graph.params:
+        raise UsageError("the model has no parameters: nothing to schedule")
+    text, _ = convert(default_schedule(graph, args.style), args.to)
+    _write(text, args.output)
+    return EXIT_OK
 
 
 def _cmd_fmt(args: argparse.Namespace) -> int:
@@ -190,10 +311,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         if any(d.severity is Severity.ERROR for d in diags):
             sys.stderr.write(f"{args.input}: not converted: FTS YAML cannot express the above\n")
             return EXIT_FINDINGS
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    _write(text, args.output)
     return EXIT_OK
 
 
@@ -230,12 +348,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _cmd_check(args, load_settings())
+        if args.command == "compile":
+            return _cmd_compile(args, load_settings())
+        if args.command == "manifest":
+            return _cmd_manifest(args)
+        if args.command == "init":
+            return _cmd_init(args)
         if args.command == "fmt":
             return _cmd_fmt(args)
         if args.command == "convert":
             return _cmd_convert(args)
         return _cmd_rule(args)
-    except (UsageError, ConfigError, ReadError) as err:
+    except (UsageError, ConfigError, ReadError, ModelError) as err:
         sys.stderr.write(f"ftsc: error: {err}\n")
         return EXIT_FAILURE
     except KeyboardInterrupt:

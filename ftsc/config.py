@@ -1,11 +1,16 @@
 """`[tool.ftsc]` settings from the nearest `pyproject.toml`.
 
-Input: the working directory. Output: `Settings` (select, ignore, strict, format, files) that
-command-line flags override. Never imports torch.
+Input: the working directory. Output: `Settings` (select, ignore, strict, format, files, and
+the model each schedule is checked against) that command-line flags override. Never imports torch.
+
+Model keys: `manifest = "path.json"` (or `model = "pkg.mod:attr"` with `model_kwargs = {...}`)
+for every schedule, and `[tool.ftsc.manifests]`, a table of glob -> manifest path (globs match
+schedule paths relative to the pyproject.toml folder; the first match wins over `manifest`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +30,29 @@ class Settings:
     strict: bool = False
     format: str = "text"
     files: list[str] = field(default_factory=list)
+    model: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    manifest: str | None = None
+    manifests: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
 
+    def model_for(self, schedule: str) -> tuple[str | None, str | None, dict[str, Any]]:
+        """`(model target, manifest path, model kwargs)` configured for `schedule`."""
+        if self.manifests and self.path is not None:
+            try:
+                rel = Path(schedule).resolve().relative_to(self.path.parent).as_posix()
+            except ValueError:
+                rel = Path(schedule).as_posix()
+            for pattern, manifest in self.manifests.items():
+                if fnmatch.fnmatch(rel, pattern):
+                    return None, manifest, {}
+        if self.manifest:
+            return None, self.manifest, {}
+        return self.model, None, dict(self.model_kwargs)
 
-_KEYS = {"select": list, "ignore": list, "strict": bool, "format": str, "files": list}
+
+_KEYS = {"select": list, "ignore": list, "strict": bool, "format": str, "files": list, "model": str,
+         "model_kwargs": dict, "manifest": str, "manifests": dict}
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -64,9 +88,15 @@ def load_settings(start: Path | None = None) -> Settings:
         if expected is None:
             raise ConfigError(f"{path}: unknown key `{key}` in [tool.ftsc]; expected one of: {', '.join(_KEYS)}")
         if not isinstance(value, expected) or (expected is list and not all(isinstance(v, str) for v in value)):
-            raise ConfigError(f"{path}: [tool.ftsc] `{key}` must be a {expected.__name__}"
+            raise ConfigError(f"{path}: [tool.ftsc] `{key}` must be a {'table' if expected is dict else expected.__name__}"
                               + (" of strings" if expected is list else ""))
+        if key == "manifests" and not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{path}: [tool.ftsc.manifests] values must be manifest paths (strings)")
         if key == "files":
             value = [str(path.parent / v) for v in value]
+        elif key == "manifest":
+            value = str(path.parent / value)
+        elif key == "manifests":
+            value = {k: str(path.parent / v) for k, v in value.items()}
         setattr(settings, key, value)
     return settings

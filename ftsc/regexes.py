@@ -223,3 +223,53 @@ def _inside_class(pattern: str, i: int) -> bool:
             depth = False
         j += 1
     return depth
+
+
+def match_prefix(pattern: str) -> tuple[tuple[str | None, ...], bool] | None:
+    """The fixed start every match of `pattern` has: literal characters, None for any character.
+
+    Returns `(template, dot_matches_newline)`, or None when the pattern cannot be analysed
+    (invalid, or case-insensitive, where literals do not pin characters). Used to narrow the
+    names a pattern is tried against; the full regex still decides.
+
+    Example:
+        >>> match_prefix(r"model.layers\\.1\\d")
+        (('m', 'o', 'd', 'e', 'l', None, 'l', 'a', 'y', 'e', 'r', 's', '.', '1'), False)
+        >>> match_prefix("a|b")
+        ((), False)
+    """
+    parsed = _parse(pattern)
+    if parsed is None:
+        return None
+    flags = parsed.state.flags
+    if flags & re.IGNORECASE:
+        return None
+    template: list[str | None] = []
+    for i, (op, av) in enumerate(parsed.data):
+        if op is _sre_c.LITERAL:
+            template.append(chr(av))
+        elif op is _sre_c.ANY:
+            template.append(None)
+        elif op is _sre_c.AT and i == 0 and av in (_sre_c.AT_BEGINNING, _sre_c.AT_BEGINNING_STRING):
+            continue
+        else:
+            break
+    return tuple(template), bool(flags & re.DOTALL)
+
+
+def ends_inside_segment(pattern: str) -> bool:
+    """True if the pattern's last top-level item matches one name character (a letter, digit,
+    `_` or a class like `\\d`), so a `re.match` can stop in the middle of a name segment.
+
+    Example:
+        >>> ends_inside_segment("model.layers.1"), ends_inside_segment(r"layers\\.\\d"), ends_inside_segment("a.*")
+        (True, True, False)
+    """
+    parsed = _parse(pattern)
+    if parsed is None or not parsed.data or has_top_level_branch(pattern):
+        return False
+    op, av = parsed.data[-1]
+    if op is _sre_c.LITERAL:
+        ch = chr(av)
+        return ch.isalnum() or ch == "_"
+    return op is _sre_c.IN

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from ftsc import ir
-from ftsc.resolve import resolve
+from ftsc.analyze.resolve import resolve
 
 
 def candidate_names(*schedules: ir.Schedule) -> list[str]:

@@ -2,17 +2,22 @@
 
 Input: an `ir.Schedule` and an `AnalysisContext`. Output: diagnostics. `PASSES` is ordered;
 a pass's position is its dependency contract. Schedule-level passes need no model; passes
-that need one return nothing when `ctx.graph` is None. Never imports torch.
+that need one read `ctx.resolution` and return nothing when it is None. Never imports torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
+from ftsc.analyze.resolve import resolve_schedule
 from ftsc.analyze.rules import (
     fts201_contiguity,
+    fts202_no_match,
+    fts203_multiple_phases,
+    fts204_never_thawed,
     fts205_over_matching,
     fts206_transitions,
     fts207_phase_zero_lr,
@@ -21,6 +26,7 @@ from ftsc.analyze.rules import (
     fts210_empty_phase,
     fts211_unsupported_class,
     fts212_init_pg_lrs,
+    fts213_shared_alias,
 )
 from ftsc.diagnostics import Diagnostic
 
@@ -28,6 +34,9 @@ Pass = Callable[[ir.Schedule, AnalysisContext], Iterable[Diagnostic]]
 
 PASSES: tuple[Pass, ...] = (
     fts201_contiguity.check,  # first: later passes read phases by index
+    fts202_no_match.check,
+    fts203_multiple_phases.check,
+    fts204_never_thawed.check,
     fts205_over_matching.check,
     fts206_transitions.check,
     fts207_phase_zero_lr.check,
@@ -36,11 +45,14 @@ PASSES: tuple[Pass, ...] = (
     fts210_empty_phase.check,
     fts211_unsupported_class.check,
     fts212_init_pg_lrs.check,
+    fts213_shared_alias.check,
 )
 
 
 def analyze(schedule: ir.Schedule, ctx: AnalysisContext) -> list[Diagnostic]:
-    """Run every pass and return the diagnostics in pass order."""
+    """Resolve selectors against the model (when there is one), run every pass, return diagnostics."""
+    if ctx.graph is not None and ctx.resolution is None:
+        ctx = replace(ctx, resolution=resolve_schedule(schedule, ctx.graph))
     out: list[Diagnostic] = []
     for check in PASSES:
         out.extend(check(schedule, ctx))

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from ftsc import ir
+from ftsc.analyze.resolve import Resolution
 from ftsc.frontend import InputKind
+from ftsc.model.graph import ModelGraph
 from ftsc.source import SourceFile
 
 
 @dataclass(frozen=True, slots=True)
 class AnalysisContext:
-    """The file being checked, how it was written, and (later stages) the model graph."""
+    """The file being checked, how it was written, and, with a model, its graph and resolution.
+
+    `resolution` is filled by `analyze()` before the passes run whenever `graph` is given.
+    """
 
     source: SourceFile
     kind: InputKind
-    graph: Any = None
+    graph: ModelGraph | None = None
+    resolution: Resolution | None = None
+
+    @staticmethod
+    def example(text: str, params: Sequence[str], path: str = "example.ftsc",
+                aliases: Mapping[str, str] | None = None) -> tuple[ir.Schedule, AnalysisContext]:
+        """`(schedule, context)` for schedule `text` against a model made of `params` (doc examples)."""
+        from ftsc.analyze.resolve import resolve_schedule
+        from ftsc.frontend import load_text
+
+        loaded = load_text(SourceFile(path, text))
+        assert loaded.schedule is not None, loaded.diagnostics
+        graph = ModelGraph.from_names(params, aliases)
+        return loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph,
+                                                resolve_schedule(loaded.schedule, graph))
 
     @property
     def fts_semantics(self) -> bool:

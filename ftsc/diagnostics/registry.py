@@ -293,7 +293,7 @@ phase 0 {
     Rule(
         code="FTS203", name="param-in-multiple-phases", severity=_E, needs_model=True,
         summary="a parameter is thawed in more than one phase",
-        message="parameter `{param}` is thawed in more than one phase",
+        message="{detail}",
         doc="""## What it does
 Reports a parameter that selectors of two different phases both thaw. (A parameter matched
 twice inside one phase is fine, unlike FinetuningScheduler's check.)
@@ -325,7 +325,7 @@ phase 1 {
     Rule(
         code="FTS204", name="never-thawed", severity=_I, needs_model=True,
         summary="parameters never thawed by any phase",
-        message="{count} parameters are never thawed by any phase",
+        message="{count} parameters ({numel} elements) are never thawed by any phase",
         doc="""## What it does
 Lists, once, the parameters no phase thaws, with their total numel.
 
@@ -342,10 +342,10 @@ phase 0 {
 ## Use instead
 ```ftsc
 phase 0 {
-    thaw /model\\.head\\..*/
+    thaw model.head.weight
 }
 phase 1 {
-    thaw /model\\.body\\..*/
+    thaw /(?!model\\.head\\.weight).*/
 }
 ```
 """,
@@ -626,6 +626,41 @@ phase 1 {
     reinit lr_scheduler torch.optim.lr_scheduler.StepLR(step_size = 1) {
         init_pg_lrs = [1e-5, 1e-5]
     }
+}
+```
+""",
+    ),
+    Rule(
+        code="FTS213", name="shared-parameter-alias", severity=_W, needs_model=True,
+        summary="a selector names an alias of a shared (tied) parameter",
+        message="`{alias}` is an alias of shared parameter `{primary}`: pruned from the schedule",
+        doc="""## What it does
+Reports a selector that names a shared parameter by an alias (a later registration of the
+same tensor, e.g. tied input/output embeddings). Like FinetuningScheduler, ftsc prunes it:
+the tensor thaws where its primary name (its first registration) thaws. A warning when that
+is another phase or no phase; an info when it is the same phase.
+
+## Why is this bad?
+`named_parameters()` lists a shared tensor once, under its primary name; the alias thaws
+nothing by itself, and the tensor may thaw in a different phase than this one, or never.
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.lm_head.weight  # tied to model.embed.weight
+}
+phase 1 {
+    thaw model.embed.weight
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.embed.weight
 }
 ```
 """,

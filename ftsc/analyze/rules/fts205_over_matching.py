@@ -1,4 +1,10 @@
-"""FTS205: patterns that match more than they look like they should (schedule-level part)."""
+"""FTS205: patterns that match more than they look like they should.
+
+Schedule-level part: `{m,n}` after `.`, unescaped `.` separators in regexes. Model-aware part
+(FTS patterns, needs `ctx.resolution`): a prefix match that stops inside a name segment and
+so catches siblings (`layers.1` -> `layers.10`-`19`), and a `.` that catches names whose
+character there is not a `.`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
-from ftsc.regexes import quantified_dots, unescaped_separator_dots
+from ftsc.analyze.resolve import SelectorMatch
+from ftsc.model.graph import ModelGraph
+from ftsc.regexes import compiled, ends_inside_segment, quantified_dots, unescaped_separator_dots
 from ftsc.source import Span
 
 
@@ -68,6 +76,60 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
                        detail=f"unescaped `.` in `{sel.pattern}` matches any character",
                        label=f"{len(dots)} unescaped `.`" if len(dots) > 1 else "matches any character",
                        help="escape the separators: `" + _escape_dots(sel.pattern, dots) + "`")
+    if ctx.resolution is not None and ctx.graph is not None:
+        for phase in ctx.resolution.phases:
+            for m in phase.matches:
+                yield from _model_aware(m, ctx.graph, ctx)
+
+
+def _segment_end(name: str, end: int) -> str:
+    """`name` up to the end of the segment that position `end` falls in."""
+    dot = name.find(".", end)
+    return name if dot < 0 else name[:dot]
+
+
+def _summarize(heads: list[str]) -> str:
+    """`a.10`-`a.19` for numbered siblings, else a short list."""
+    stems = {h.rstrip("0123456789") for h in heads}
+    if len(stems) == 1 and all(h[len(next(iter(stems))):].isdigit() for h in heads) and len(heads) > 2:
+        nums = sorted(heads, key=lambda h: int(h[len(next(iter(stems))):]))
+        return f"`{nums[0]}`-`{nums[-1]}`"
+    shown = ", ".join(f"`{h}`" for h in heads[:4])
+    return shown + (f" and {len(heads) - 4} more" if len(heads) > 4 else "")
+
+
+def _model_aware(m: SelectorMatch, graph: ModelGraph, ctx: AnalysisContext) -> Iterator[Diagnostic]:
+    sel = m.selector
+    if sel.kind is not ir.SelectorKind.FTS or not m.params or graph.has_param(sel.pattern):
+        return
+    rx = compiled(sel.pattern)
+    if ends_inside_segment(sel.pattern):
+        at_boundary, inside = [], []
+        for name in m.params:
+            end = rx.match(name).end()  # type: ignore[union-attr]
+            (inside if end < len(name) and (name[end].isalnum() or name[end] == "_") else at_boundary).append(
+                (name, end))
+        if at_boundary and inside:
+            heads = list(dict.fromkeys(_segment_end(n, e) for n, e in inside))
+            yield make("FTS205", ctx.source, sel.span,
+                       detail=f"`{sel.pattern}` also matches {_summarize(heads)} ({len(inside)} parameters): "
+                              "an FTS pattern matches any name it is a prefix of",
+                       label="prefix also matches siblings",
+                       notes=("FinetuningScheduler uses `re.match`, which only anchors the start of the name",),
+                       help=f"end the pattern at the segment boundary: `{sel.pattern}\\.`",
+                       data={"pattern": sel.pattern, "phase": m.phase, "params": [n for n, _ in inside]})
+    dots = unescaped_separator_dots(sel.pattern)
+    if dots:
+        escaped = _escape_dots(sel.pattern, dots)
+        kept = set(graph.index.match(compiled(escaped)))
+        extra = [n for n in m.params if n not in kept]
+        if extra:
+            yield make("FTS205", ctx.source, sel.span,
+                       detail=f"unescaped `.` in `{sel.pattern}` matches any character: it also catches "
+                              f"{_summarize(extra)}",
+                       label="`.` matches any character",
+                       help=f"escape the separators: `{escaped}`",
+                       data={"pattern": sel.pattern, "phase": m.phase, "params": extra})
 
 
 def _escape_dots(pattern: str, dots: list[int]) -> str:

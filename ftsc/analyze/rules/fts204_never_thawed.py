@@ -1,0 +1,33 @@
+"""FTS204: parameters that no phase thaws."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ftsc import ir
+from ftsc.analyze.context import AnalysisContext
+from ftsc.diagnostics import Diagnostic, make
+
+_LISTED = 20
+
+
+def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
+    """Report, once, the parameters no phase thaws, with their total numel.
+
+    Example:
+        >>> s, ctx = AnalysisContext.example("phase 0 { thaw a.w }", ["a.w", "b.w", "b.b"])
+        >>> [(d.message, d.data["numel"]) for d in check(s, ctx)]
+        [('2 parameters (4 elements) are never thawed by any phase', 4)]
+    """
+    if ctx.resolution is None or ctx.graph is None or not ctx.resolution.unscheduled:
+        return
+    names = ctx.resolution.unscheduled
+    numel = ctx.graph.total_numel(names)
+    total = ctx.graph.total_numel(ctx.graph.params)
+    shown = ", ".join(names[:_LISTED]) + (f", ... and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+    yield make("FTS204", ctx.source, None, count=len(names), numel=f"{numel:,}",
+               notes=(f"never thawed: {shown}",
+                      f"{numel:,} of {total:,} elements ({100 * numel / max(total, 1):.1f}%) stay frozen "
+                      "for the whole run"),
+               help="add them to a phase if they should train",
+               data={"params": list(names), "numel": numel})

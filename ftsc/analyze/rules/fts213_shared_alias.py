@@ -1,0 +1,42 @@
+"""FTS213: a selector naming an alias of a shared (tied) parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ftsc import ir
+from ftsc.analyze.context import AnalysisContext
+from ftsc.diagnostics import Diagnostic, Severity, make
+
+
+def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
+    """Report selectors pruned because they name a shared parameter's alias.
+
+    An info when the primary parameter thaws in the same phase; a warning when it thaws in
+    another phase or never.
+
+    Example:
+        >>> s, ctx = AnalysisContext.example("phase 0 { thaw b.w }", ["a.w"], aliases={"b.w": "a.w"})
+        >>> [(d.code, d.severity.value) for d in check(s, ctx)]
+        [('FTS213', 'warning')]
+    """
+    if ctx.resolution is None or ctx.graph is None:
+        return
+    for phase in ctx.resolution.phases:
+        for m in phase.matches:
+            if m.pruned_alias is None:
+                continue
+            primary = ctx.graph.primary(m.pruned_alias)
+            owners = ctx.resolution.phases_of.get(primary, ())
+            if phase.index in owners:
+                where, severity = f"which phase {phase.index} thaws too", Severity.INFO
+            elif owners:
+                where, severity = f"so it thaws in phase {owners[0]}, not {phase.index}", Severity.WARNING
+            else:
+                where, severity = "which no phase thaws, so it never thaws", Severity.WARNING
+            yield make("FTS213", ctx.source, m.selector.span, alias=m.pruned_alias, primary=primary,
+                       severity=severity, label="pruned",
+                       notes=(f"`{m.pruned_alias}` and `{primary}` are the same tensor; schedules name it by its "
+                              f"first registration, `{primary}`, {where}",),
+                       help=f"name `{primary}` instead",
+                       data={"alias": m.pruned_alias, "primary": primary, "phase": phase.index})

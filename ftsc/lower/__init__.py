@@ -1,0 +1,42 @@
+"""Lowering: a schedule resolved against a model becomes a pure-data `Plan`.
+
+Input: an `ir.Schedule`, its `Resolution` and the `ModelGraph`. Output: a `Plan` (per-phase
+parameter lists, lrs and epoch limits; unscheduled parameters; aliases; sharding units).
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+from ftsc import ir
+from ftsc.analyze.resolve import Resolution
+from ftsc.lower.plan import PhasePlan, Plan, Sharding, Unit
+from ftsc.model.graph import ModelGraph
+
+DEFAULT_BASE_MAX_LR = 1e-5  # FinetuningScheduler's `base_max_lr` default
+
+
+def lower(schedule: ir.Schedule, resolution: Resolution, graph: ModelGraph) -> Plan:
+    """Compile `schedule` into a `Plan`.
+
+    Phase 0's lr is None (the optimizer's own, from `configure_optimizers`); later phases
+    get their `lr`, else `base_max_lr`, as FinetuningScheduler does.
+
+    Example:
+        >>> from ftsc.analyze.context import AnalysisContext
+        >>> s, ctx = AnalysisContext.example("phase 0 { thaw a.w } phase 1 { thaw b.w }", ["a.w", "b.w", "c.w"])
+        >>> plan = lower(s, ctx.resolution, ctx.graph)
+        >>> [(p.params, p.lr) for p in plan.phases], plan.unscheduled
+        ([(('a.w',), None), (('b.w',), 1e-05)], ('c.w',))
+    """
+    base_lr = schedule.options.get("base_max_lr", DEFAULT_BASE_MAX_LR)
+    phases = []
+    for phase in sorted(schedule.phases, key=lambda p: p.index):
+        resolved = resolution.phase(phase.index)
+        epoch = phase.criterion(ir.CriterionKind.EPOCH)
+        lr = None if phase.index == 0 else float(phase.lr if phase.lr is not None else base_lr)
+        phases.append(PhasePlan(index=phase.index, name=phase.name, params=resolved.params if resolved else (),
+                                lr=lr, max_transition_epoch=epoch.value if epoch and epoch.value is not None else -1))
+    return Plan(phases=tuple(phases), unscheduled=resolution.unscheduled, aliases=dict(graph.aliases))
+
+
+__all__ = ["Plan", "PhasePlan", "Sharding", "Unit", "lower"]

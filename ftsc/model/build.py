@@ -1,0 +1,211 @@
+"""Build a user's model on the meta device and extract its manifest.
+
+Input: a target (`pkg.module:attr` or `path/to/file.py:attr`) and constructor kwargs.
+Output: the built module and its `Manifest`. This is the only analysis module that imports
+torch (lazily, inside functions); it imports user code only because `--model` names it.
+Every failure (import, constructor arguments, code that needs real tensor storage) becomes
+a `ModelLoadError` with a one-paragraph explanation, never a traceback.
+
+For a LightningModule, `configure_model()` also runs on the meta device, as Lightning runs it
+before wrapping; parameter names are relative to the target (what `named_parameters()` of the
+LightningModule reports, which is what FinetuningScheduler resolves schedules against).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ftsc.model.manifest import BufferEntry, Manifest, ModuleEntry, ParamEntry
+
+LIGHTNING_MODULES = ("lightning.pytorch.core.module.LightningModule", "pytorch_lightning.core.module.LightningModule")
+
+
+class ModelLoadError(Exception):
+    """The model target could not be imported or built (exit status 2)."""
+
+
+def _where(err: BaseException) -> str:
+    frames = traceback.extract_tb(err.__traceback__)
+    user = [f for f in frames if "site-packages" not in f.filename and "/ftsc/" not in f.filename.replace("\\", "/")]
+    frame = (user or frames or [None])[-1]
+    return f" (at {frame.filename}:{frame.lineno})" if frame else ""
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """`("pkg.mod" or "path/file.py", "attr.path")`.
+
+    Raises:
+        ModelLoadError: when `target` has no `:attr` part.
+    """
+    module, sep, attr = target.rpartition(":")
+    if not sep or not module or not attr:
+        raise ModelLoadError(f"--model `{target}`: expected `pkg.module:attr` or `path/to/file.py:attr`")
+    return module, attr
+
+
+def import_target(target: str) -> Any:
+    """The object a target names (imported, not yet built)."""
+    module_part, attr = split_target(target)
+    is_file = module_part.endswith(".py") or "/" in module_part or "\\" in module_part
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            if is_file:
+                path = Path(module_part)
+                if not path.is_file():
+                    raise ModelLoadError(f"--model `{target}`: no such file `{module_part}`")
+                folder = str(path.resolve().parent)
+                if folder not in sys.path:
+                    sys.path.insert(0, folder)
+                # Import under the file's own name, as the training script would, so class qualified
+                # names match what configs write (`my_model.Block`); avoid shadowing a loaded module.
+                name = path.stem if path.stem.isidentifier() and path.stem not in sys.modules else \
+                    f"_ftsc_model_{path.stem}"
+                spec = importlib.util.spec_from_file_location(name, path)
+                if spec is None or spec.loader is None:
+                    raise ModelLoadError(f"--model `{target}`: `{module_part}` is not a Python file")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                spec.loader.exec_module(module)
+            else:
+                if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                    sys.path.insert(0, str(Path.cwd()))
+                module = importlib.import_module(module_part)
+    except ModelLoadError:
+        raise
+    except BaseException as err:  # noqa: BLE001 - user code may raise anything, even SystemExit
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        raise ModelLoadError(f"--model `{target}`: importing `{module_part}` failed: {_describe(err)}{_where(err)}") \
+            from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelLoadError(f"--model `{target}`: `{module_part}` has no attribute `{attr}`")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _is_lightning(obj: Any) -> bool:
+    return any(f"{c.__module__}.{c.__qualname__}" in LIGHTNING_MODULES for c in type(obj).__mro__)
+
+
+def build(target: str, kwargs: Mapping[str, Any] | None = None) -> Any:
+    """Import and build the target's module on the meta device (configure_model included).
+
+    Raises:
+        ModelLoadError: with the reason.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise ModelLoadError("--model needs torch (`pip install torch`); without it, use --manifest") from None
+    kwargs = dict(kwargs or {})
+    obj = import_target(target)
+    if isinstance(obj, torch.nn.Module):
+        if kwargs:
+            raise ModelLoadError(f"--model `{target}` is a module instance; --model-kwargs apply to classes "
+                                 "and factories only")
+        module = obj
+    elif callable(obj):
+        what = "class" if inspect.isclass(obj) else "factory"
+        if inspect.isclass(obj) and not issubclass(obj, torch.nn.Module):
+            raise ModelLoadError(f"--model `{target}`: `{obj.__qualname__}` is not an nn.Module or LightningModule")
+        try:
+            inspect.signature(obj).bind(**kwargs)
+        except TypeError as err:
+            raise ModelLoadError(
+                f"--model `{target}`: the {what} cannot be called with "
+                f"{'these --model-kwargs' if kwargs else 'no arguments'}: {err}. Pass its arguments as JSON with "
+                "--model-kwargs, or point --model at a factory function that needs none") from None
+        except ValueError:  # no signature (builtins): just try the call
+            pass
+        try:
+            with contextlib.redirect_stdout(sys.stderr), torch.device("meta"):
+                module = obj(**kwargs)
+        except BaseException as err:  # noqa: BLE001
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            raise ModelLoadError(
+                f"--model `{target}`: building the model on the meta device failed: {_describe(err)}{_where(err)}. "
+                "ftsc builds models without weights; a constructor that reads tensor values, loads a checkpoint "
+                "or downloads files cannot run there (write a factory that builds the architecture only, "
+                "or give a manifest)") from None
+        if not isinstance(module, torch.nn.Module):
+            raise ModelLoadError(f"--model `{target}`: the {what} returned {type(module).__name__}, "
+                                 "not an nn.Module or LightningModule")
+    else:
+        raise ModelLoadError(f"--model `{target}` is a {type(obj).__name__}, not an nn.Module class, factory "
+                             "or instance")
+    if _is_lightning(module) and callable(getattr(module, "configure_model", None)):
+        try:
+            with contextlib.redirect_stdout(sys.stderr), torch.device("meta"):
+                module.configure_model()
+        except BaseException as err:  # noqa: BLE001
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            raise ModelLoadError(f"--model `{target}`: configure_model() failed on the meta device: "
+                                 f"{_describe(err)}{_where(err)}") from None
+    return module
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def extract(module: Any, target: str | None = None) -> Manifest:
+    """The manifest of a built module (names relative to it)."""
+    classes: dict[str, tuple[str, ...]] = {}
+    modules: list[ModuleEntry] = []
+    module_aliases: dict[int, list[str]] = {}
+    primary_module: dict[int, str] = {}
+    for name, m in module.named_modules(remove_duplicate=False):
+        key = id(m)
+        if key in primary_module:
+            module_aliases[key].append(name)
+            continue
+        primary_module[key] = name
+        module_aliases[key] = []
+        cls = type(m)
+        qn = _qualname(cls)
+        if qn not in classes:
+            classes[qn] = tuple(_qualname(b) for b in cls.__mro__[1:] if b is not object)
+    for name, m in module.named_modules():
+        modules.append(ModuleEntry(name=name, cls=_qualname(type(m)), aliases=tuple(module_aliases[id(m)])))
+    param_aliases: dict[int, list[str]] = {}
+    primary_param: dict[int, str] = {}
+    for name, p in module.named_parameters():
+        primary_param[id(p)] = name
+        param_aliases[id(p)] = []
+    for name, p in module.named_parameters(remove_duplicate=False):
+        if primary_param.get(id(p)) != name:
+            param_aliases[id(p)].append(name)
+    params = [ParamEntry(name=name, shape=tuple(int(s) for s in p.shape), dtype=str(p.dtype).removeprefix("torch."),
+                         requires_grad=bool(p.requires_grad), aliases=tuple(param_aliases[id(p)]))
+              for name, p in module.named_parameters()]
+    buffers: list[BufferEntry] = []
+    owners = dict(module.named_modules())
+    for name, b in module.named_buffers():
+        owner, _, local = name.rpartition(".")
+        persistent = local not in getattr(owners.get(owner), "_non_persistent_buffers_set", ())
+        buffers.append(BufferEntry(name=name, shape=tuple(int(s) for s in b.shape),
+                                   dtype=str(b.dtype).removeprefix("torch."), persistent=persistent))
+    return Manifest(target=target, classes=classes, modules=tuple(modules), parameters=tuple(params),
+                    buffers=tuple(buffers))
+
+
+def manifest_for(target: str, kwargs: Mapping[str, Any] | None = None) -> Manifest:
+    """Build `target` on the meta device and return its manifest."""
+    return extract(build(target, kwargs), target)

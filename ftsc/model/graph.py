@@ -1,0 +1,174 @@
+"""ModelGraph: the one index of a model's structure every analysis uses.
+
+Input: a `Manifest` (read from JSON, or extracted from a live module by `ftsc.model.build`).
+Output: a `ModelGraph`: parameters in `named_parameters()` order with their aliases, modules
+in `named_modules()` order, containment and class hierarchy as a networkx DiGraph.
+Never imports torch.
+
+Graph nodes are strings: `m:<fqn>` modules, `p:<fqn>` parameters (primary names), `c:<qualname>`
+classes. Edges: module -> child module and module -> parameter (`kind="contains"`, `name`
+the local name; alias registrations are edges too, `alias=True`), module -> class
+(`kind="instance_of"`), class -> base class (`kind="subclass_of"`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
+
+import networkx as nx
+
+from ftsc.model.manifest import Manifest, ModuleEntry, ParamEntry
+from ftsc.model.names import NameIndex
+
+
+def parent_of(fqn: str) -> str:
+    """The FQN of the module that registers `fqn` (`""` is the root)."""
+    return fqn.rpartition(".")[0]
+
+
+class ModelGraph:
+    """Modules, parameters and classes of one model.
+
+    Example:
+        >>> from ftsc.model.manifest import from_json
+        >>> g = ModelGraph(from_json({"format": "ftsc-manifest", "version": 1,
+        ...     "classes": {"Net": ["torch.nn.modules.module.Module"]},
+        ...     "modules": [{"name": "", "class": "Net"}, {"name": "fc", "class": "Net"}],
+        ...     "parameters": [{"name": "fc.weight", "shape": [2, 3], "aliases": ["tied"]}]}))
+        >>> g.params, g.aliases, g.numel("fc.weight")
+        (('fc.weight',), {'tied': 'fc.weight'}, 6)
+        >>> g.is_instance("fc", "torch.nn.modules.module.Module")
+        True
+    """
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.params: tuple[str, ...] = tuple(p.name for p in manifest.parameters)
+        self.param_entries: dict[str, ParamEntry] = {p.name: p for p in manifest.parameters}
+        self.aliases: dict[str, str] = {a: p.name for p in manifest.parameters for a in p.aliases}
+        self.modules: tuple[str, ...] = tuple(m.name for m in manifest.modules)
+        self.module_entries: dict[str, ModuleEntry] = {m.name: m for m in manifest.modules}
+        self.module_aliases: dict[str, str] = {a: m.name for m in manifest.modules for a in m.aliases}
+
+    @classmethod
+    def from_names(cls, params: Sequence[str] | Mapping[str, Sequence[int]],
+                   aliases: Mapping[str, str] | None = None) -> ModelGraph:
+        """A graph of plain modules holding `params` (FQN, or FQN -> shape; default shape `[2]`).
+
+        Modules are inferred from the FQNs; `aliases` maps alias FQN -> primary FQN. For tests
+        and examples that need no real model.
+
+        Example:
+            >>> ModelGraph.from_names(["a.w", "b.w"]).modules
+            ('', 'a', 'b')
+        """
+        shapes = params if isinstance(params, Mapping) else {p: (2,) for p in params}
+        alias_of: dict[str, list[str]] = {}
+        for alias, primary in (aliases or {}).items():
+            alias_of.setdefault(primary, []).append(alias)
+        modules: dict[str, None] = {"": None}
+        for name in [*shapes, *(aliases or {})]:
+            parts = name.split(".")[:-1]
+            for i in range(1, len(parts) + 1):
+                modules[".".join(parts[:i])] = None
+        base = "torch.nn.modules.module.Module"
+        return cls(Manifest(target=None, classes={base: ()},
+                            modules=tuple(ModuleEntry(name=m, cls=base) for m in modules),
+                            parameters=tuple(ParamEntry(name=n, shape=tuple(s), dtype="float32",
+                                                        aliases=tuple(alias_of.get(n, ()))) for n, s in shapes.items())))
+
+    # -- parameters -------------------------------------------------------------------------
+    @cached_property
+    def index(self) -> NameIndex:
+        """Prefix-pruned matcher over the primary parameter names."""
+        return NameIndex(self.params)
+
+    @cached_property
+    def _param_set(self) -> frozenset[str]:
+        return frozenset(self.params)
+
+    def has_param(self, name: str) -> bool:
+        """True if `name` is a primary parameter FQN."""
+        return name in self._param_set
+
+    def numel(self, name: str) -> int:
+        """Number of elements of a parameter (primary name or alias)."""
+        return self.param_entries[self.aliases.get(name, name)].numel
+
+    def primary(self, name: str) -> str:
+        """The primary FQN of a parameter given by any of its names."""
+        return self.aliases.get(name, name)
+
+    # -- modules ----------------------------------------------------------------------------
+    def module_class(self, fqn: str) -> str:
+        """Qualified class name of a module."""
+        return self.module_entries[self.module_aliases.get(fqn, fqn)].cls
+
+    def mro(self, fqn: str) -> tuple[str, ...]:
+        """The module's class followed by its bases (qualified names, MRO order)."""
+        cls = self.module_class(fqn)
+        return (cls, *self.manifest.classes.get(cls, ()))
+
+    def is_instance(self, fqn: str, qualname: str) -> bool:
+        """True if the module's class is `qualname` or derives from it."""
+        return qualname in self.mro(fqn)
+
+    def instances_of(self, qualname: str) -> list[str]:
+        """Modules (primary names, registration order) whose class is or derives from `qualname`."""
+        return [m for m in self.modules if self.is_instance(m, qualname)]
+
+    def direct_params(self, module: str) -> list[str]:
+        """Primary parameter FQNs registered directly on `module` under its primary name."""
+        return [p for p in self.params if parent_of(p) == module]
+
+    @cached_property
+    def children(self) -> dict[str, list[str]]:
+        """Module -> child modules (primary names, registration order)."""
+        out: dict[str, list[str]] = {m: [] for m in self.modules}
+        for m in self.modules[1:]:
+            out.setdefault(parent_of(m), []).append(m)
+        return out
+
+    def walk(self, root: str = "") -> Iterator[str]:
+        """Modules under `root` (inclusive), pre-order."""
+        stack = [root]
+        while stack:
+            m = stack.pop()
+            yield m
+            stack.extend(reversed(self.children.get(m, [])))
+
+    # -- the networkx view ------------------------------------------------------------------
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """Containment and class hierarchy as a DiGraph (built on first use)."""
+        g = nx.DiGraph()
+        for cls, bases in self.manifest.classes.items():
+            g.add_node(f"c:{cls}", kind="class")
+            chain = (cls, *bases)
+            for sub, base in zip(chain, chain[1:], strict=False):
+                g.add_edge(f"c:{sub}", f"c:{base}", kind="subclass_of")
+        for m in self.manifest.modules:
+            g.add_node(f"m:{m.name}", kind="module", cls=m.cls)
+            g.add_edge(f"m:{m.name}", f"c:{m.cls}", kind="instance_of")
+            if m.name:
+                g.add_edge(f"m:{parent_of(m.name)}", f"m:{m.name}", kind="contains",
+                           name=m.name.rpartition(".")[2], alias=False)
+            for a in m.aliases:
+                g.add_edge(f"m:{self.module_aliases.get(parent_of(a), parent_of(a))}", f"m:{m.name}",
+                           kind="contains", name=a.rpartition(".")[2], alias=True)
+        for p in self.manifest.parameters:
+            g.add_node(f"p:{p.name}", kind="param", shape=p.shape, dtype=p.dtype, numel=p.numel)
+            for path, alias in ((p.name, False), *((a, True) for a in p.aliases)):
+                owner = parent_of(path)
+                g.add_edge(f"m:{self.module_aliases.get(owner, owner)}", f"p:{p.name}", kind="contains",
+                           name=path.rpartition(".")[2], alias=alias)
+        return g
+
+    def shared_modules(self) -> dict[str, str]:
+        """Alias path -> primary path for modules registered more than once."""
+        return dict(self.module_aliases)
+
+    def total_numel(self, names: Sequence[str]) -> int:
+        """Summed numel of `names` (each counted once)."""
+        return sum(self.numel(n) for n in dict.fromkeys(names))

@@ -1,0 +1,101 @@
+"""Fast pattern matching over many FQNs.
+
+Input: names in registration order, then regex patterns. Output: the names a pattern
+matches (`re.match` or `re.fullmatch` semantics), in registration order. Never imports torch.
+
+A plain loop tries every pattern on every name. `NameIndex` keeps the names sorted and
+uses the fixed start every match must have (`regexes.match_prefix`: literal characters and
+`.` wildcards) to visit only the names that can match: literal runs narrow the sorted range
+by bisection, a wildcard branches over the distinct characters present at that position.
+The regex is then tried on those candidates only, so the result is exactly the plain loop's.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+
+from ftsc.regexes import match_prefix
+
+
+class NameIndex:
+    """Sorted view of a name list for prefix-pruned regex matching.
+
+    Example:
+        >>> idx = NameIndex(["m.1.w", "m.10.w", "m.2.w", "m_1.w"])
+        >>> idx.match(re.compile(r"m.1"))
+        ['m.1.w', 'm.10.w', 'm_1.w']
+        >>> idx.match(re.compile(r"m\\.1\\..*"), full=True)
+        ['m.1.w']
+    """
+
+    __slots__ = ("_names", "_order", "_sorted")
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = list(names)
+        order = sorted(range(len(self._names)), key=self._names.__getitem__)
+        self._order = order
+        self._sorted = [self._names[i] for i in order]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def candidates(self, pattern: str) -> list[int]:
+        """Positions (in the sorted list) of the names that can match `pattern`."""
+        info = match_prefix(pattern)
+        if info is None:
+            return list(range(len(self._sorted)))
+        template, dotall = info
+        out: list[int] = []
+        self._walk(template, dotall, 0, len(self._sorted), 0, out)
+        return out
+
+    def _walk(self, template: tuple[str | None, ...], dotall: bool, lo: int, hi: int, pos: int,
+              out: list[int]) -> None:
+        names = self._sorted
+        # Every name in names[lo:hi] agrees with the template on [0, pos).
+        while pos < len(template) and lo < hi:
+            ch = template[pos]
+            if ch is not None:
+                end = pos + 1
+                while end < len(template) and template[end] is not None:
+                    end += 1
+                prefix = names[lo][:pos] + "".join(template[pos:end])  # type: ignore[arg-type]
+
+                def key(n: str, k: int = end) -> str:
+                    return n[:k]
+
+                lo, hi = bisect_left(names, prefix, lo, hi, key=key), bisect_right(names, prefix, lo, hi, key=key)
+                pos = end
+                continue
+            # A wildcard: names too short to have this character cannot match; they sort first.
+            while lo < hi and len(names[lo]) <= pos:
+                lo += 1
+            i = lo
+            while i < hi:
+                head = names[i][: pos + 1]
+
+                def key1(n: str, k: int = pos + 1) -> str:
+                    return n[:k]
+
+                j = bisect_right(names, head, i, hi, key=key1)
+                if dotall or head[pos] != "\n":
+                    self._walk(template, dotall, i, j, pos + 1, out)
+                i = j
+            return
+        out.extend(range(lo, hi))
+
+    def match(self, rx: re.Pattern[str], *, full: bool = False) -> list[str]:
+        """Names `rx` matches (`re.match`; `re.fullmatch` with `full`), in registration order."""
+        test = rx.fullmatch if full else rx.match
+        sorted_names = self._sorted
+        hits = [self._order[k] for k in self.candidates(rx.pattern) if test(sorted_names[k])]
+        hits.sort()
+        return [self._names[i] for i in hits]
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        """Names starting with `prefix`, in sorted order."""
+        lo = bisect_left(self._sorted, prefix)
+        hi = bisect_right(self._sorted, prefix, lo, key=lambda n: n[: len(prefix)])
+        return self._sorted[lo:hi]
