@@ -14,12 +14,15 @@ from lark import Lark
 
 from ftsc import check_text, ir
 from ftsc.build_ir import ToIR
+from ftsc.cli import check_file
 from ftsc.diagnostics import Severity
 from ftsc.diagnostics.registry import RULES
+from ftsc.frontend import load_text
 from ftsc.parse import grammar_text, parse, parser
 from ftsc.source import SourceFile
 
 from .conftest import REPO
+from .docmodel import doc_graph
 
 
 def test_grammar_is_conflict_free_in_strict_mode() -> None:
@@ -118,6 +121,18 @@ def test_rule_doc_examples_trigger_and_fix(code: str) -> None:
     if good is not None:
         noisy = [d for d in check_text(good) if d.severity is not Severity.INFO]
         assert noisy == []
+
+
+@pytest.mark.parametrize("code", sorted(c for c, r in RULES.items() if r.needs_model and c.startswith("FTS2")))
+def test_model_rule_doc_examples_trigger_and_fix(code: str) -> None:
+    """Model-aware rules: checked against the doc model, the Example triggers, Use instead is clean."""
+    doc = RULES[code].doc
+    bad, good = _doc_block(doc, "Example"), _doc_block(doc, "Use instead")
+    assert bad is not None and good is not None
+    graph = doc_graph()
+    assert code in {d.code for d in check_file(load_text(SourceFile("bad.ftsc", bad)), graph)}
+    noisy = [d for d in check_file(load_text(SourceFile("good.ftsc", good)), graph) if d.severity is not Severity.INFO]
+    assert noisy == []
 
 
 @pytest.mark.slow

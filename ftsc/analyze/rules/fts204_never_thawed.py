@@ -8,7 +8,7 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
 
-_LISTED = 20
+_LISTED = 10
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

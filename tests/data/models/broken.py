@@ -1,0 +1,1 @@
+raise ImportError("this model file is broken")

@@ -1,0 +1,70 @@
+"""Toy models used as `--model tests/data/models/toy_models.py:NAME` targets in CLI tests."""
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    """Numbered layers (so `layers.1` catches `layers.10`), a shared module and a tied weight."""
+
+    def __init__(self, n: int = 12) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(n))
+        self.head = nn.Linear(4, 2)
+        self.norm = nn.BatchNorm1d(4)
+        self.shared = self.layers[0]
+        self.tied = nn.Linear(4, 4, bias=False)
+        self.tied.weight = self.layers[1].weight
+
+
+def make_net() -> nn.Module:
+    """A factory."""
+    return Net(n=3)
+
+
+INSTANCE = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+
+
+class NeedsArgs(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(hidden, hidden)
+
+
+class ReadsValues(nn.Module):
+    """Reads a tensor value in its constructor: impossible on the meta device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        scale = torch.ones(1)
+        self.fc = nn.Linear(int(scale.item()) + 1, 2)
+
+
+class NotAModule:
+    pass
+
+
+def returns_int() -> int:
+    return 3
+
+
+class Lit(pl.LightningModule):
+    """Builds its model in configure_model, as FSDP users do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: nn.Module | None = None
+
+    def configure_model(self) -> None:
+        if self.model is None:
+            self.model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+
+
+class Noisy(nn.Module):
+    """Prints while it is built; `ftsc manifest` output must stay valid JSON."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        print("building Noisy")
+        self.fc = nn.Linear(2, 2)

@@ -1,0 +1,35 @@
+"""The model the rule docs and the model UI tests are written against (torch-free).
+
+Parameter names: `model.embed`, `model.encoder.layer.{0..11}` (DeBERTa-style blocks),
+`model.layers.{0..11}`, `model.body`, `model.head`; `model.lm_head.weight` is tied to
+`model.embed.weight`.
+"""
+
+from __future__ import annotations
+
+from ftsc.model.graph import ModelGraph
+
+HIDDEN = 16
+
+
+def _names() -> dict[str, tuple[int, ...]]:
+    h = HIDDEN
+    shapes: dict[str, tuple[int, ...]] = {"model.embed.weight": (100, h)}
+    for i in range(12):
+        block = f"model.encoder.layer.{i}"
+        for sub in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                    "intermediate.dense", "output.dense"):
+            shapes[f"{block}.{sub}.weight"] = (h, h)
+            shapes[f"{block}.{sub}.bias"] = (h,)
+    for i in range(12):
+        shapes[f"model.layers.{i}.weight"] = (h, h)
+        shapes[f"model.layers.{i}.bias"] = (h,)
+    for name in ("body", "head"):
+        shapes[f"model.{name}.weight"] = (h, h)
+        shapes[f"model.{name}.bias"] = (h,)
+    return shapes
+
+
+def doc_graph() -> ModelGraph:
+    """A fresh `ModelGraph` of the doc model."""
+    return ModelGraph.from_names(_names(), aliases={"model.lm_head.weight": "model.embed.weight"})
