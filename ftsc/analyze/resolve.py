@@ -113,6 +113,30 @@ def match_selector(selector: ir.Selector, graph: ModelGraph) -> tuple[list[str],
     return hits, None
 
 
+def match_modules(selector: ir.Selector, graph: ModelGraph) -> list[str]:
+    """Module FQNs (primary, `named_modules()` order, root `""` included) `selector` matches.
+
+    Same rules as for parameters: FTS selectors (`awp_overrides`, `fsdp_plan` keys) take the
+    exact module name if it exists, else `re.match` over every module name.
+
+    Raises:
+        re.error: when the pattern does not compile.
+    """
+    pattern = selector.pattern
+    index = graph.module_index
+    match selector.kind:
+        case ir.SelectorKind.EXACT:
+            return [pattern] if pattern in graph.module_entries else []
+        case ir.SelectorKind.FTS:
+            return [pattern] if pattern in graph.module_entries else index.match(compiled(pattern))
+        case ir.SelectorKind.REGEX:
+            return index.match(compiled(pattern), full=True)
+        case ir.SelectorKind.GLOB:
+            return index.match(compiled(glob_to_regex(pattern)), full=True)
+        case _:
+            raise ValueError(f"Invalid selector kind: {selector.kind}.")
+
+
 def resolve_schedule(schedule: ir.Schedule, graph: ModelGraph) -> Resolution:
     """Resolve every phase's selectors against `graph`.
 

@@ -85,6 +85,11 @@ class ModelGraph:
         return NameIndex(self.params)
 
     @cached_property
+    def module_index(self) -> NameIndex:
+        """Prefix-pruned matcher over the primary module names (root `""` included)."""
+        return NameIndex(self.modules)
+
+    @cached_property
     def _param_set(self) -> frozenset[str]:
         return frozenset(self.params)
 

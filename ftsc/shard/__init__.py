@@ -1,0 +1,93 @@
+"""The sharding stage: what FSDP1 / FSDP2 will build for a model, predicted statically.
+
+Input: an `ir.Schedule`'s sharding block and a `ModelGraph`. Output: the resolved spec, the
+predicted units, and the problems found while resolving (names matching nothing).
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ftsc import ir
+from ftsc.analyze.resolve import match_modules
+from ftsc.model.graph import ModelGraph
+from ftsc.shard.fsdp1 import FSDP1Spec, Prediction, class_matches, is_lightning_module, predict
+
+LOW_PRECISION = ("16-mixed", "bf16-mixed", "16-true", "bf16-true", "16", "bf16")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unmatched:
+    """A policy class, override or ignored-module selector that names nothing in the model."""
+
+    what: str  # "class" | "wrap" | "ignore"
+    text: str
+    span: ir.Span | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FSDP1Analysis:
+    """The FSDP1 spec for this model, its prediction, and what did not resolve."""
+
+    spec: FSDP1Spec
+    prediction: Prediction
+    unmatched: tuple[Unmatched, ...] = ()
+    wrap_selectors: dict[str, ir.Selector] = field(default_factory=dict)  # override module -> selector
+
+
+def _classes(config: ir.FSDPConfig, key: str) -> tuple[list[str], ir.Setting | None]:
+    setting = config.setting(key)
+    if setting is None or setting.value.data is None:
+        return [], setting
+    value = setting.value.py()
+    items = value if isinstance(value, list) else [value]
+    return [str(v) for v in items], setting
+
+
+def fsdp1_analysis(schedule: ir.Schedule, graph: ModelGraph) -> FSDP1Analysis | None:
+    """Resolve the `fsdp` block against `graph` and predict the units (None without a block)."""
+    config = schedule.fsdp
+    if config is None:
+        return None
+    unmatched: list[Unmatched] = []
+    classes, class_setting = _classes(config, "auto_wrap_policy")
+    all_classes = {q for m in graph.modules for q in graph.mro(m)}
+    for c in classes:
+        if not any(class_matches(c, q) for q in all_classes):
+            unmatched.append(Unmatched(what="class", text=c, span=class_setting.span if class_setting else None))
+    overrides: dict[str, ir.Selector] = {}
+    for sel in config.wrap:
+        hits = _modules(sel, graph)
+        if not hits:
+            unmatched.append(Unmatched(what="wrap", text=sel.pattern, span=sel.span))
+        for h in hits:
+            overrides.setdefault(h, sel)
+    ignored: list[str] = []
+    for sel in config.ignore:
+        hits = _modules(sel, graph)
+        if not hits:
+            unmatched.append(Unmatched(what="ignore", text=sel.pattern, span=sel.span))
+        ignored.extend(hits)
+    min_num = config.setting("min_num_params")
+    orig = config.setting("use_orig_params")
+    precision = config.setting("precision")
+    lightning = is_lightning_module(graph)
+    mixed = lightning or config.setting("mixed_precision") is not None or (
+        precision is not None and str(precision.value.py()) in LOW_PRECISION)
+    spec = FSDP1Spec(classes=tuple(classes), min_num_params=int(min_num.value.py()) if min_num else None,
+                     overrides=tuple(overrides), ignored=tuple(dict.fromkeys(ignored)),
+                     use_orig_params=bool(orig.value.py()) if orig is not None else True,
+                     mixed_precision=mixed, lightning=lightning)
+    return FSDP1Analysis(spec=spec, prediction=predict(graph, spec), unmatched=tuple(unmatched),
+                         wrap_selectors=overrides)
+
+
+def _modules(sel: ir.Selector, graph: ModelGraph) -> list[str]:
+    try:
+        return match_modules(sel, graph)
+    except Exception:  # noqa: BLE001 - invalid patterns are reported by FTS101
+        return []
+
+
+__all__ = ["FSDP1Analysis", "FSDP1Spec", "Prediction", "Unmatched", "fsdp1_analysis", "predict"]

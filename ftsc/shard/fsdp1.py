@@ -1,0 +1,313 @@
+"""FSDP1 prediction: which FlatParameter every parameter lands in, without a process group.
+
+Input: a `ModelGraph` and an `FSDP1Spec` (policy classes or size threshold, override and
+ignored module FQNs, `use_orig_params`, mixed precision, how the root is wrapped).
+Output: a `Prediction`: units in wrap order (post-order, each unit's root last), each with
+its FlatParameter's primary FQNs; parameters in no unit; per-registration executing units
+for tie checks. Never imports torch.
+
+The rules (torch 2.13, `torch/distributed/fsdp`; verified differentially in tests):
+- `FSDP(root, auto_wrap_policy=P)` wraps policy targets bottom-up, then the root. A unit
+  takes the parameters of its subtree that are not ignored and not already taken.
+- `_Policy` objects (`ModuleWrapPolicy`, FTS's name-driven overrides): targets are found
+  once over the deduplicated module tree; a shared module is wrapped at its first path.
+- Callable policies (size-based): `_recursive_wrap` walks `named_children()` without a
+  visited set, so a shared module is visited (and wrapped again, empty) under each parent.
+- "Already taken": with `use_orig_params=True` the parameter object is marked, so a tied
+  parameter belongs to the first unit that reaches it. With `False` only registrations inside
+  the wrapped subtree disappear: an alias registered elsewhere is flattened again.
+- Mixed precision with a policy: every BatchNorm is its own unit.
+- Lightning flow (LightningModule target, what ftsc's runtime and FTS build): every direct
+  child of the LightningModule is wrapped as its own FSDP root; the LightningModule itself is
+  never wrapped, so parameters registered directly on it are in no unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ftsc.model.graph import ModelGraph, parent_of
+
+BATCHNORM = "torch.nn.modules.batchnorm._BatchNorm"
+CONTAINERS = ("torch.nn.modules.container.ModuleList", "torch.nn.modules.container.ModuleDict")
+FORCE_LEAF = ("torch.nn.modules.activation.MultiheadAttention",)
+LIGHTNING_MODULES = ("lightning.pytorch.core.module.LightningModule", "pytorch_lightning.core.module.LightningModule")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FSDP1Spec:
+    """What FSDP1 is asked to do, with class paths and module selectors already resolved."""
+
+    classes: tuple[str, ...] = ()  # ModuleWrapPolicy classes (qualified names as written)
+    min_num_params: int | None = None  # size_based_auto_wrap_policy threshold
+    overrides: tuple[str, ...] = ()  # module FQNs wrapped in their own unit (FTS awp_overrides)
+    ignored: tuple[str, ...] = ()  # ignored_modules FQNs
+    use_orig_params: bool = True
+    mixed_precision: bool = False  # Lightning always passes a MixedPrecision config
+    lightning: bool = False  # wrap each direct child of the root (LightningModule flow)
+
+    @property
+    def has_policy(self) -> bool:
+        """True when some auto-wrap policy (classes, size, overrides) applies."""
+        return bool(self.classes or self.min_num_params or self.overrides)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unit:
+    """An FSDP instance: the module it wraps (FQN, `""` for the root) and its FlatParameter."""
+
+    name: str
+    params: tuple[str, ...]
+    root: bool = False  # a root FSDP instance (the target's root, or a child under Lightning)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prediction:
+    """Every FSDP unit in wrap order and where each parameter lands."""
+
+    units: tuple[Unit, ...]
+    unsharded: tuple[str, ...]  # parameters in no FlatParameter (ignored, or on a LightningModule)
+    owners: dict[str, tuple[str, ...]] = field(default_factory=dict)  # param -> units holding it
+    executing: dict[str, dict[str, str | None]] = field(default_factory=dict)  # param -> path -> unit
+    notes: tuple[str, ...] = ()
+
+    def unit(self, name: str) -> Unit | None:
+        """The unit wrapping module `name`."""
+        return next((u for u in self.units if u.name == name), None)
+
+
+def class_matches(written: str, qualname: str) -> bool:
+    """True if a class path as users write it names `qualname`, directly or through a re-export.
+
+    Example:
+        >>> class_matches("torch.nn.Linear", "torch.nn.modules.linear.Linear")
+        True
+        >>> class_matches("torch.nn.Linear", "torch.nn.modules.linear.LinearX")
+        False
+    """
+    if written == qualname:
+        return True
+    pkg, _, name = written.rpartition(".")
+    return bool(pkg) and qualname.rpartition(".")[2] == name and qualname.startswith(pkg + ".")
+
+
+class _Tree:
+    """Module objects (by primary FQN) with every registration edge, and direct parameters."""
+
+    def __init__(self, graph: ModelGraph) -> None:
+        self.graph = graph
+        self.children: dict[str, list[tuple[str, str]]] = {m: [] for m in graph.modules}  # obj -> [(path, obj)]
+        obj = graph.module_aliases.get
+        for m in graph.modules[1:]:
+            self.children[parent_of(m)].append((m, m))
+        for m, entry in graph.module_entries.items():
+            for alias in entry.aliases:
+                parent = parent_of(alias)
+                self.children[obj(parent, parent)].append((alias, m))
+        self.regs: dict[str, list[str]] = {m: [] for m in graph.modules}  # module obj -> params registered on it
+        self.reg_paths: dict[str, list[tuple[str, str]]] = {}  # param -> [(path, module obj)]
+        for p in graph.params:
+            for path in (p, *graph.param_entries[p].aliases):
+                owner = parent_of(path)
+                owner = obj(owner, owner)
+                if p not in self.regs[owner]:
+                    self.regs[owner].append(p)
+                self.reg_paths.setdefault(p, []).append((path, owner))
+
+    def subtree(self, root: str) -> list[str]:
+        """Module objects reachable from `root`, first-encounter pre-order (`named_modules`)."""
+        seen: dict[str, None] = {}
+        stack = [root]
+        while stack:
+            m = stack.pop()
+            if m in seen:
+                continue
+            seen[m] = None
+            stack.extend(child for _, child in reversed(self.children[m]))
+        return list(seen)
+
+    def is_a(self, module: str, classes: Sequence[str]) -> bool:
+        return any(class_matches(c, q) for c in classes for q in self.graph.mro(module))
+
+
+def _post_order(tree: _Tree, root: str) -> Iterator[str]:
+    """`_post_order_apply` order: DFS over children with a global visited set."""
+    visited: set[str] = set()
+
+    def visit(m: str) -> Iterator[str]:
+        visited.add(m)
+        for _, child in tree.children[m]:
+            if child not in visited:
+                yield from visit(child)
+        yield m
+
+    yield from visit(root)
+
+
+class _Wrapper:
+    """Builds units for one FSDP root, tracking what is already flattened."""
+
+    def __init__(self, tree: _Tree, spec: FSDP1Spec, ignored_mods: set[str], ignored_params: set[str],
+                 taken: set[str], consumed: set[tuple[str, str]]) -> None:
+        self.tree, self.spec = tree, spec
+        self.ignored_mods, self.ignored_params = ignored_mods, ignored_params
+        self.taken, self.consumed = taken, consumed  # params (orig=True) / (module, param) registrations (False)
+        self.units: list[Unit] = []
+
+    def make_unit(self, name: str, obj: str, *, root: bool = False) -> None:
+        managed: dict[str, None] = {}
+        mods = self.tree.subtree(obj)
+        for m in mods:
+            for p in self.tree.regs[m]:
+                if p in self.ignored_params or p in managed:
+                    continue
+                if self.spec.use_orig_params:
+                    if p in self.taken:
+                        continue
+                elif (m, p) in self.consumed:
+                    continue
+                managed[p] = None
+        for p in managed:
+            self.taken.add(p)
+        if not self.spec.use_orig_params:
+            self.consumed.update((m, p) for m in mods for p in self.tree.regs[m] if p in managed)
+        self.units.append(Unit(name=name, params=tuple(managed), root=root))
+
+    def numel_live(self, obj: str) -> int:
+        total = 0
+        seen: set[str] = set()
+        for m in self.tree.subtree(obj):
+            for p in self.tree.regs[m]:
+                if p in seen or p in self.ignored_params:
+                    continue
+                seen.add(p)
+                if (p in self.taken) if self.spec.use_orig_params else ((m, p) in self.consumed):
+                    continue
+                total += self.tree.graph.numel(p)
+        return total
+
+
+def _module_policy_targets(tree: _Tree, spec: FSDP1Spec, root: str, ignored: set[str]) -> set[str]:
+    targets = set()
+    for m in tree.subtree(root):
+        if m in ignored or m == root:
+            continue
+        if (tree.is_a(m, spec.classes) or m in spec.overrides
+                or (spec.mixed_precision and tree.is_a(m, (BATCHNORM,)))):
+            targets.add(m)
+    return targets
+
+
+def _wrap_root(w: _Wrapper, name: str, obj: str) -> None:
+    """`FSDP(obj, auto_wrap_policy=...)`, its units appended to `w.units`."""
+    tree, spec = w.tree, w.spec
+    if spec.has_policy and not spec.min_num_params:
+        targets = _module_policy_targets(tree, spec, obj, w.ignored_mods)
+        paths = {o: p for p, o in _first_paths(tree, obj, name)}
+        for m in _post_order(tree, obj):
+            if m in targets:
+                w.make_unit(paths[m], m)
+    elif spec.has_policy:
+        _recursive_wrap(w, obj, name, only_children=True)
+    w.make_unit(name, obj, root=True)
+
+
+def _first_paths(tree: _Tree, root: str, root_path: str) -> Iterator[tuple[str, str]]:
+    """(path, module obj) for each module under `root`, at the path of its first visit."""
+    seen: set[str] = set()
+
+    def visit(obj: str, path: str) -> Iterator[tuple[str, str]]:
+        seen.add(obj)
+        yield path, obj
+        for child_path, child in tree.children[obj]:
+            if child not in seen:
+                local = child_path.rpartition(".")[2]
+                yield from visit(child, f"{path}.{local}" if path else local)
+
+    yield from visit(root, root_path)
+
+
+def _recursive_wrap(w: _Wrapper, obj: str, path: str, *, only_children: bool) -> int:
+    """torch's `_recursive_wrap` with size-based (and name-override) policies."""
+    tree, spec = w.tree, w.spec
+    nonwrapped = w.numel_live(obj)
+    force_leaf = tree.is_a(obj, FORCE_LEAF) and not (spec.overrides or spec.mixed_precision or spec.classes)
+    if force_leaf:
+        return 0
+    total = 0
+    seen: set[str] = set()
+    for child_path, child in tree.children[obj]:
+        if child in w.ignored_mods or child in seen:  # named_children() yields each object once
+            continue
+        seen.add(child)
+        local = child_path.rpartition(".")[2]
+        total += _recursive_wrap(w, child, f"{path}.{local}" if path else local, only_children=False)
+    if only_children:
+        return total
+    remaining = nonwrapped - total
+    by_size = (spec.min_num_params is not None and remaining >= spec.min_num_params
+               and not tree.is_a(obj, CONTAINERS))
+    by_class = bool(spec.classes) and tree.is_a(obj, spec.classes)
+    if by_size or by_class or obj in spec.overrides or (spec.mixed_precision and tree.is_a(obj, (BATCHNORM,))):
+        w.make_unit(path, obj)
+        return nonwrapped
+    return total
+
+
+def predict(graph: ModelGraph, spec: FSDP1Spec) -> Prediction:
+    """Predict the FSDP units and FlatParameters torch builds for `spec`.
+
+    Example:
+        >>> g = ModelGraph.from_names(["layers.0.w", "layers.1.w", "head.w"])
+        >>> p = predict(g, FSDP1Spec(overrides=("layers.0", "head")))
+        >>> [(u.name, u.params) for u in p.units]
+        [('layers.0', ('layers.0.w',)), ('head', ('head.w',)), ('', ('layers.1.w',))]
+    """
+    tree = _Tree(graph)
+    ignored_mods: set[str] = set()
+    for m in spec.ignored:
+        obj = graph.module_aliases.get(m, m)
+        if obj in tree.children:
+            ignored_mods.update(tree.subtree(obj))
+    ignored_params = {p for m in ignored_mods for p in tree.regs[m]}
+    w = _Wrapper(tree, spec, ignored_mods, ignored_params, set(), set())
+    notes: list[str] = []
+    if spec.lightning:
+        roots: dict[str, str] = {}
+        for child_path, child in tree.children[""]:
+            if child not in ignored_mods:
+                roots.setdefault(child, child_path)
+        for child, child_path in roots.items():
+            _wrap_root(w, child_path, child)
+    else:
+        _wrap_root(w, "", "")
+    units = tuple(w.units)
+    owners: dict[str, list[str]] = {}
+    for u in units:
+        for p in u.params:
+            owners.setdefault(p, []).append(u.name)
+    unsharded = tuple(p for p in graph.params if p not in owners)
+    unit_names = sorted({u.name for u in units}, key=len, reverse=True)
+    executing: dict[str, dict[str, str | None]] = {}
+    for p, regs in tree.reg_paths.items():
+        if len(regs) < 2 and len(owners.get(p, ())) < 2:
+            continue
+        executing[p] = {path: _innermost(parent_of(path), unit_names) for path, _ in regs}
+    if spec.min_num_params and spec.use_orig_params and any(len(r) > 1 for r in tree.reg_paths.values()):
+        notes.append("size-based wrapping of a model with shared parameters under use_orig_params=True depends "
+                     "on each rank's shard sizes; the prediction assumes the parameters are whole")
+    return Prediction(units=units, unsharded=unsharded, owners={k: tuple(v) for k, v in owners.items()},
+                      executing=executing, notes=tuple(notes))
+
+
+def _innermost(module_path: str, unit_names: Sequence[str]) -> str | None:
+    for name in unit_names:  # longest first
+        if name == "" or module_path == name or module_path.startswith(name + "."):
+            return name
+    return None
+
+
+def is_lightning_module(graph: ModelGraph) -> bool:
+    """True if the model's root is a LightningModule."""
+    return any(q in LIGHTNING_MODULES for q in graph.mro(""))

@@ -1,0 +1,102 @@
+"""Ground truth for FSDP1 predictions: wrap a real module with torch FSDP on CPU and read it back.
+
+Runs in-process on torch's fake process group (world size 2, rank 0), which builds exactly the
+structures 2 real gloo ranks build (see the FSDP semantics reference). Imports torch.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ftsc.shard.fsdp1 import BATCHNORM, FSDP1Spec, class_matches
+
+
+def ensure_process_group() -> None:
+    """A fake world of 2 ranks, initialised once per test process."""
+    if not dist.is_initialized():
+        from torch.testing._internal.distributed.fake_pg import FakeStore
+
+        dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=2)
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _classes(model: nn.Module, written: tuple[str, ...]) -> set[type]:
+    out = set()
+    for m in model.modules():
+        for cls in type(m).__mro__:
+            if any(class_matches(w, _qualname(cls)) for w in written):
+                out.add(cls)
+    return out
+
+
+def _policy(model: nn.Module, spec: FSDP1Spec) -> Any:
+    from torch.distributed.fsdp.wrap import (
+        CustomPolicy,
+        ModuleWrapPolicy,
+        _or_policy,
+        lambda_auto_wrap_policy,
+        size_based_auto_wrap_policy,
+    )
+
+    override_ids = {id(model.get_submodule(n)) for n in spec.overrides}
+    classes = tuple(_classes(model, spec.classes))
+    if spec.min_num_params:
+        size = functools.partial(size_based_auto_wrap_policy, min_num_params=spec.min_num_params)
+        if not spec.overrides:
+            return size
+        names = functools.partial(lambda_auto_wrap_policy, lambda_fn=lambda m: id(m) in override_ids)
+        return functools.partial(_or_policy, policies=[size, names])
+    if spec.overrides:  # FTS's NameDrivenPolicy: the class targets plus the named modules
+        return CustomPolicy(lambda m: isinstance(m, classes) or id(m) in override_ids)
+    if classes:
+        return ModuleWrapPolicy(set(classes))
+    return None
+
+
+def real_units(model: nn.Module, spec: FSDP1Spec) -> tuple[dict[str, list[str]], list[str]]:
+    """`({unit FQN: FlatParameter contents as primary FQNs}, unsharded params)` after real wrapping."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp import MixedPrecision
+    from torch.distributed.fsdp._common_utils import clean_tensor_name
+
+    ensure_process_group()
+    primary = {id(p): n for n, p in model.named_parameters()}
+    path_to_primary = {n: primary[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
+    kwargs: dict[str, Any] = {"use_orig_params": spec.use_orig_params, "device_id": torch.device("cpu")}
+    if spec.mixed_precision:
+        kwargs["mixed_precision"] = MixedPrecision()
+    if spec.ignored:
+        kwargs["ignored_modules"] = [model.get_submodule(n) for n in spec.ignored]
+    policy = _policy(model, spec)
+    if spec.lightning:
+        for name, child in list(model.named_children()):
+            setattr(model, name, FSDP(child, auto_wrap_policy=policy, **kwargs))
+        wrapped: nn.Module = model
+    else:
+        wrapped = FSDP(model, auto_wrap_policy=policy, **kwargs)
+    units: dict[str, list[str]] = {}
+    for name, mod in wrapped.named_modules():
+        if not isinstance(mod, FSDP):
+            continue
+        unit = clean_tensor_name(name)
+        fp = mod._flat_param
+        params: list[str] = []
+        if fp is not None:
+            if spec.use_orig_params:
+                params = [primary[id(p)] for p in fp._params]
+            else:
+                params = [path_to_primary[f"{unit}.{fqn}" if unit else fqn] for fqn in fp._fqns]
+        units[unit] = params
+    owned = {p for ps in units.values() for p in ps}
+    return units, [n for n in primary.values() if n not in owned]
+
+
+__all__ = ["BATCHNORM", "ensure_process_group", "real_units"]
