@@ -27,6 +27,11 @@ from ftsc.analyze.rules import (
     fts211_unsupported_class,
     fts212_init_pg_lrs,
     fts213_shared_alias,
+    fts301_flat_param_phases,
+    fts302_partial_unit,
+    fts303_wrap_target,
+    fts304_tie_split,
+    fts305_phase_zero_unit,
 )
 from ftsc.diagnostics import Diagnostic
 
@@ -46,13 +51,22 @@ PASSES: tuple[Pass, ...] = (
     fts211_unsupported_class.check,
     fts212_init_pg_lrs.check,
     fts213_shared_alias.check,
+    fts303_wrap_target.check,
+    fts301_flat_param_phases.check,
+    fts302_partial_unit.check,
+    fts304_tie_split.check,
+    fts305_phase_zero_unit.check,
 )
 
 
 def analyze(schedule: ir.Schedule, ctx: AnalysisContext) -> list[Diagnostic]:
     """Resolve selectors against the model (when there is one), run every pass, return diagnostics."""
     if ctx.graph is not None and ctx.resolution is None:
-        ctx = replace(ctx, resolution=resolve_schedule(schedule, ctx.graph))
+        from ftsc.shard import fsdp1_analysis  # the sharding stage builds on resolution
+
+
+        ctx = replace(ctx, resolution=resolve_schedule(schedule, ctx.graph),
+                      fsdp1=fsdp1_analysis(schedule, ctx.graph))
     out: list[Diagnostic] = []
     for check in PASSES:
         out.extend(check(schedule, ctx))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ftsc import ir
 from ftsc.analyze.resolve import Resolution
 from ftsc.frontend import InputKind
 from ftsc.model.graph import ModelGraph
+
+if TYPE_CHECKING:
+    from ftsc.shard import FSDP1Analysis
 from ftsc.source import SourceFile
 
 
@@ -16,13 +20,15 @@ from ftsc.source import SourceFile
 class AnalysisContext:
     """The file being checked, how it was written, and, with a model, its graph and resolution.
 
-    `resolution` is filled by `analyze()` before the passes run whenever `graph` is given.
+    `resolution` (and `fsdp1` when the schedule has an `fsdp` block) are filled by `analyze()`
+    before the passes run whenever `graph` is given.
     """
 
     source: SourceFile
     kind: InputKind
     graph: ModelGraph | None = None
     resolution: Resolution | None = None
+    fsdp1: FSDP1Analysis | None = None
 
     @staticmethod
     def example(text: str, params: Sequence[str], path: str = "example.ftsc",
@@ -33,9 +39,12 @@ class AnalysisContext:
 
         loaded = load_text(SourceFile(path, text))
         assert loaded.schedule is not None, loaded.diagnostics
+        from ftsc.shard import fsdp1_analysis
+
         graph = ModelGraph.from_names(params, aliases)
         return loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph,
-                                                resolve_schedule(loaded.schedule, graph))
+                                                resolve_schedule(loaded.schedule, graph),
+                                                fsdp1_analysis(loaded.schedule, graph))
 
     @property
     def fts_semantics(self) -> bool:

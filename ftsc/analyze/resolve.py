@@ -89,6 +89,18 @@ class Resolution:
         """The resolution of phase `index`."""
         return next((p for p in self.phases if p.index == index), None)
 
+    def phase_of(self, param: str) -> int | None:
+        """The first phase that thaws `param`, or None."""
+        phases = self.phases_of.get(param)
+        return phases[0] if phases else None
+
+    def selector_for(self, param: str, phase: int) -> ir.Selector | None:
+        """The first selector of `phase` that matched `param`."""
+        resolved = self.phase(phase)
+        if resolved is None:
+            return None
+        return next((m.selector for m in resolved.matches if param in m.params), None)
+
 
 def match_selector(selector: ir.Selector, graph: ModelGraph) -> tuple[list[str], str | None]:
     """`(primary FQNs matched, alias pruned or None)`.

@@ -725,12 +725,18 @@ phase 0 {
 phase 1 {
     thaw model.head.bias
 }
+fsdp {
+    wrap model.head
+}
 ```
 
 ## Use instead
 ```ftsc
 phase 0 {
     thaw /model\\.head\\..*/
+}
+fsdp {
+    wrap model.head
 }
 ```
 """,
@@ -749,7 +755,7 @@ The intended FSDP unit boundary does not exist, so phases end up in the root Fla
 ## Example
 ```ftsc
 phase 0 {
-    thaw model.head.weight
+    thaw glob "model.head.*"
 }
 fsdp {
     wrap model.haed
@@ -759,7 +765,7 @@ fsdp {
 ## Use instead
 ```ftsc
 phase 0 {
-    thaw model.head.weight
+    thaw glob "model.head.*"
 }
 fsdp {
     wrap model.head
@@ -775,19 +781,27 @@ fsdp {
 Reports tied parameters or shared modules whose users land in different FSDP units.
 
 ## Why is this bad?
-With `use_orig_params=False` the tie is copied into two FlatParameters and silently broken.
+With `use_orig_params=False` the tie is copied into two FlatParameters and silently broken
+(the copies train apart). With `use_orig_params=True` one unit owns it and the other path
+sees a sharded 1-D view: the first forward fails.
 
 ## Example
 ```ftsc
 phase 0 {
-    thaw model.lm_head.weight
+    thaw glob "**"
+}
+fsdp {
+    wrap model.lm_head  # tied to model.embed.weight
 }
 ```
 
 ## Use instead
 ```ftsc
 phase 0 {
-    thaw model.lm_head.weight
+    thaw glob "**"
+}
+fsdp {
+    wrap model
 }
 ```
 """,
@@ -806,16 +820,20 @@ in the optimizer").
 ## Example
 ```ftsc
 phase 0 {
-    thaw model.head.weight
+    thaw glob "model.head.*"
+}
+fsdp {
+    use_orig_params = false
 }
 ```
 
 ## Use instead
 ```ftsc
 phase 0 {
-    thaw model.head.weight
+    thaw glob "model.head.*"
 }
 fsdp {
+    use_orig_params = false
     wrap model.head
 }
 ```

@@ -1,0 +1,78 @@
+"""FTS301: with `use_orig_params=False`, a FlatParameter holds parameters of more than one phase."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ftsc import ir
+from ftsc.analyze.context import AnalysisContext
+from ftsc.diagnostics import Diagnostic, Label, make
+from ftsc.shard.fix import minimal_overrides, mixed_units
+
+_LISTED = 8
+
+
+def unit_label(name: str, root: bool) -> str:
+    """How a unit is named in messages."""
+    return "the root unit" if name == "" else f"`{name}`" + (" (an FSDP root)" if root else "")
+
+
+def phase_text(phase: int | None) -> str:
+    return "never thawed" if phase is None else f"phase {phase}"
+
+
+def fix_help(ctx: AnalysisContext) -> tuple[str | None, list[str] | None]:
+    """The `wrap` overrides that make every unit single-phase, as help text and as names."""
+    assert ctx.fsdp1 is not None and ctx.graph is not None and ctx.resolution is not None
+    fix = minimal_overrides(ctx.graph, ctx.fsdp1.spec, ctx.fsdp1.prediction, ctx.resolution.phase_of)
+    if not fix:
+        return None, fix
+    names = ", ".join(f"`{m}`" for m in fix)
+    how = ("add `wrap " + ", ".join(fix) + "` to the `fsdp` block" if not ctx.fts_semantics else
+           "add " + ", ".join(f'"{m}"' for m in fix) + " to `strategy_adapter_cfg.awp_overrides`")
+    return f"wrap {names} in {'its' if len(fix) == 1 else 'their'} own unit{'s' if len(fix) > 1 else ''}: {how} " \
+           "(`ftsc check --fix` applies it)", fix
+
+
+def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
+    """Report each FlatParameter that mixes phases, or scheduled and never-thawed parameters.
+
+    Example:
+        >>> s, ctx = AnalysisContext.example(
+        ...     "phase 0 { thaw head.w } phase 1 { thaw body.w } fsdp { use_orig_params = false }",
+        ...     ["body.w", "head.w"])
+        >>> [(d.code, d.data["unit"], d.data["phases"]) for d in check(s, ctx)]
+        [('FTS301', '', [0, 1])]
+    """
+    if ctx.fsdp1 is None or ctx.resolution is None or ctx.fsdp1.spec.use_orig_params:
+        return
+    res = ctx.resolution
+    bad = mixed_units(ctx.fsdp1.prediction, res.phase_of)
+    if not bad:
+        return
+    help_text, _ = fix_help(ctx)
+    for unit in bad:
+        by_param = {p: res.phase_of(p) for p in unit.params}
+        phases = sorted({ph for ph in by_param.values() if ph is not None})
+        unscheduled = [p for p, ph in by_param.items() if ph is None]
+        sels: list[tuple[int, ir.Selector]] = []
+        for ph in phases:
+            first = next(p for p, x in by_param.items() if x == ph)
+            sel = res.selector_for(first, ph)
+            if sel is not None:
+                sels.append((ph, sel))
+        what = " and ".join(phase_text(ph) for ph in phases) + (" with never-thawed parameters" if unscheduled else "")
+        listed = [f"{p} ({phase_text(ph)})" for p, ph in by_param.items()]
+        shown = listed[:_LISTED] + ([f"... and {len(listed) - _LISTED} more"] if len(listed) > _LISTED else [])
+        notes = [f"{unit_label(unit.name, unit.root)} flattens {len(by_param)} parameters: " + ", ".join(shown),
+                 "with use_orig_params=False a FlatParameter is thawed as a whole: thawing one phase thaws the "
+                 "others' parameters too (FinetuningScheduler stops at fit start: \"phases do not have disjoint "
+                 "FSDP-flattened parameter sets\")"]
+        primary = sels[-1][1].span if sels else (schedule.fsdp.span if schedule.fsdp else None)
+        yield make("FTS301", ctx.source, primary, unit=unit.name or "<root>",
+                   label=f"thaws part of {unit_label(unit.name, unit.root)} ({what})",
+                   secondary=tuple(Label(span=s.span, message=f"phase {ph} thaws part of the same unit")
+                                   for ph, s in sels[:-1]),
+                   notes=tuple(notes), help=help_text,
+                   data={"unit": unit.name, "phases": phases + ([None] if unscheduled else []),
+                         "params": by_param})

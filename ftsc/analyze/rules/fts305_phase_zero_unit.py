@@ -1,0 +1,43 @@
+"""FTS305: FinetuningScheduler's rule that phase 0 must own an FSDP-flattened parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ftsc import ir
+from ftsc.analyze.context import AnalysisContext
+from ftsc.diagnostics import Diagnostic, make
+from ftsc.model.graph import parent_of
+
+
+def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
+    """Report phase 0 owning no FSDP-flattened parameter (`use_orig_params=False`: no phase-0
+    module is, or contains, its own unit; `True`: no phase-0 parameter is in a unit).
+
+    Example:
+        >>> s, ctx = AnalysisContext.example("phase 0 { thaw head.w } fsdp { use_orig_params = false }",
+        ...                                  ["head.w"])
+        >>> [d.code for d in check(s, ctx)]
+        ['FTS305']
+    """
+    if ctx.fsdp1 is None or ctx.resolution is None:
+        return
+    phase0 = ctx.resolution.phase(0)
+    if phase0 is None or not phase0.params:
+        return
+    pred = ctx.fsdp1.prediction
+    if ctx.fsdp1.spec.use_orig_params:
+        ok = any(p in pred.owners for p in phase0.params)
+    else:
+        units = [u.name for u in pred.units if u.params]
+        modules = {parent_of(p) for p in phase0.params}
+        ok = any(u == m or u.startswith(m + ".") or (m == "" and u != "") for m in modules for u in units)
+    if ok:
+        return
+    sel = phase0.matches[0].selector if phase0.matches else None
+    mods = sorted({parent_of(p) for p in phase0.params})
+    yield make("FTS305", ctx.source, sel.span if sel else None, label="not in a unit of its own",
+               notes=("FinetuningScheduler requires the optimizer to start with FSDP-flattened parameters; with "
+                      "use_orig_params=False that means a phase-0 module must be (or contain) its own FSDP unit",),
+               help="wrap " + ", ".join(f"`{m}`" for m in mods[:3]) + " in its own unit (`wrap` / awp_overrides)",
+               data={"phase": 0, "modules": mods})
