@@ -14,14 +14,19 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """A half-open range `[start, end)` of character offsets into one source file."""
+    """A half-open range `[start, end)` of character offsets into one source file.
+
+    `file` is set when the span may be read in the context of another file (a schedule
+    loaded through a LightningCLI config's `ft_schedule`); diagnostics then point there.
+    """
 
     start: int
     end: int
+    file: SourceFile | None = field(default=None, compare=False, repr=False)
 
     def cover(self, other: Span) -> Span:
         """Return the smallest span containing both spans."""
-        return Span(min(self.start, other.start), max(self.end, other.end))
+        return Span(min(self.start, other.start), max(self.end, other.end), self.file or other.file)
 
 
 NO_SPAN = Span(0, 0)

@@ -119,6 +119,8 @@ def make(
     from ftsc.diagnostics.registry import RULES
 
     rule = RULES[code]
+    if span is not None and span.file is not None:
+        file = span.file
     return Diagnostic(
         code=code,
         message=rule.message.format(**fields),

@@ -54,7 +54,7 @@ class _Walker:
     def span(self, node: yaml.Node) -> Span:
         start = node.start_mark.index if node.start_mark else 0
         end = node.end_mark.index if node.end_mark else start
-        return Span(start, max(start, end))
+        return Span(start, max(start, end), self.source)
 
     def walk(self, node: yaml.Node, depth: int, active: frozenset[int]) -> YNode:
         self.count += 1

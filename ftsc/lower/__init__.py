@@ -7,15 +7,21 @@ Never imports torch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ftsc import ir
 from ftsc.analyze.resolve import Resolution
 from ftsc.lower.plan import PhasePlan, Plan, Sharding, Unit
 from ftsc.model.graph import ModelGraph
 
+if TYPE_CHECKING:
+    from ftsc.shard import FSDP1Analysis
+
 DEFAULT_BASE_MAX_LR = 1e-5  # FinetuningScheduler's `base_max_lr` default
 
 
-def lower(schedule: ir.Schedule, resolution: Resolution, graph: ModelGraph) -> Plan:
+def lower(schedule: ir.Schedule, resolution: Resolution, graph: ModelGraph,
+          fsdp1: FSDP1Analysis | None = None) -> Plan:
     """Compile `schedule` into a `Plan`.
 
     Phase 0's lr is None (the optimizer's own, from `configure_optimizers`); later phases
@@ -36,7 +42,13 @@ def lower(schedule: ir.Schedule, resolution: Resolution, graph: ModelGraph) -> P
         lr = None if phase.index == 0 else float(phase.lr if phase.lr is not None else base_lr)
         phases.append(PhasePlan(index=phase.index, name=phase.name, params=resolved.params if resolved else (),
                                 lr=lr, max_transition_epoch=epoch.value if epoch and epoch.value is not None else -1))
-    return Plan(phases=tuple(phases), unscheduled=resolution.unscheduled, aliases=dict(graph.aliases))
+    sharding = Sharding()
+    if fsdp1 is not None:
+        pred = fsdp1.prediction
+        sharding = Sharding(kind="fsdp", units=tuple(Unit(name=u.name, params=u.params) for u in pred.units),
+                            unsharded=pred.unsharded)
+    return Plan(phases=tuple(phases), unscheduled=resolution.unscheduled, aliases=dict(graph.aliases),
+                sharding=sharding)
 
 
 __all__ = ["Plan", "PhasePlan", "Sharding", "Unit", "lower"]

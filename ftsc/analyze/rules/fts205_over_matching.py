@@ -52,11 +52,12 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     for sel in _selectors(schedule):
         if sel.kind not in (ir.SelectorKind.REGEX, ir.SelectorKind.FTS):
             continue
-        base = _pattern_offset(sel, ctx.source.text)
-        exact_in_source = ctx.source.text[base : base + len(sel.pattern)] == sel.pattern
+        src_text = (sel.span.file or ctx.source).text
+        base = _pattern_offset(sel, src_text)
+        exact_in_source = src_text[base : base + len(sel.pattern)] == sel.pattern
         quantified = quantified_dots(sel.pattern)
         for pos, text in quantified:
-            span = Span(base + pos, base + pos + len(text)) if exact_in_source else sel.span
+            span = Span(base + pos, base + pos + len(text), sel.span.file) if exact_in_source else sel.span
             yield make("FTS205", ctx.source, span,
                        detail=f"`{text[1:]}` repeats the `.` before it: it matches {text[1:]} arbitrary "
                               "characters, not a choice of indices",
@@ -71,7 +72,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
         dots = unescaped_separator_dots(sel.pattern)
         if dots:
             first = dots[0]
-            span = Span(base + first, base + first + 1) if exact_in_source else sel.span
+            span = Span(base + first, base + first + 1, sel.span.file) if exact_in_source else sel.span
             yield make("FTS205", ctx.source, span,
                        detail=f"unescaped `.` in `{sel.pattern}` matches any character",
                        label=f"{len(dots)} unescaped `.`" if len(dots) > 1 else "matches any character",
