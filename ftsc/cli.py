@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--ignore", action="append", default=None, metavar="CODES", help="skip these codes")
     check.add_argument("--strict", action="store_true", default=None, help="warnings also fail (exit 1)")
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (advisory hooks)")
+    check.add_argument("--fix", action="store_true",
+                       help="apply fix suggestions (FSDP wrap overrides) to the file configuring FSDP")
 
     comp = sub.add_parser("compile", help="compile a schedule against a model; print the plan as JSON")
     comp.add_argument("file", metavar="FILE")
@@ -170,6 +172,36 @@ def _load_schedule(path: str, config: Loaded | None) -> Loaded:
     return loaded
 
 
+def _apply_fix(loaded: Loaded, graph: ModelGraph) -> bool:
+    """Write the minimal FSDP override set into the file that configures FSDP; True if written."""
+    from ftsc.analyze.resolve import resolve_schedule
+    from ftsc.fix import add_dsl_overrides, add_yaml_overrides
+    from ftsc.shard import fsdp1_analysis
+    from ftsc.shard.fix import minimal_overrides
+
+    schedule = loaded.schedule
+    assert schedule is not None
+    analysis = fsdp1_analysis(schedule, graph)
+    if analysis is None or schedule.fsdp is None:
+        return False
+    names = minimal_overrides(graph, analysis.spec, analysis.prediction, resolve_schedule(schedule, graph).phase_of)
+    if not names:
+        return False
+    target = schedule.fsdp.span.file or loaded.source
+    edit = add_yaml_overrides if target.path.endswith((".yaml", ".yml")) else add_dsl_overrides
+    new = edit(target.text, schedule.fsdp, names)
+    if new is None:
+        sys.stderr.write(f"{target.display_path}: cannot apply the fix automatically; add these FSDP wrap overrides: "
+                         + ", ".join(names) + "\n")
+        return False
+    try:
+        Path(target.path).write_text(new, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write {target.path}: {err}") from None
+    sys.stderr.write(f"fixed {target.display_path}: wrap " + ", ".join(names) + " in their own FSDP units\n")
+    return True
+
+
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     files = args.files or settings.files
     if not files:
@@ -188,7 +220,11 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     graphs = _Graphs(args, settings)
     all_diags: list[Diagnostic] = list(config.diagnostics) if config else []
     for path in files:
-        all_diags.extend(check_file(_load_schedule(path, config), graphs.for_file(path)))
+        loaded, graph = _load_schedule(path, config), graphs.for_file(path)
+        if args.fix and graph is not None and loaded.schedule is not None and _apply_fix(loaded, graph):
+            config = _load_config(args.lightning_config)
+            loaded = _load_schedule(path, config)
+        all_diags.extend(check_file(loaded, graph))
     if selected:
         all_diags = [d for d in all_diags if d.code in selected]
     all_diags = [d for d in all_diags if d.code not in ignored]
