@@ -1,0 +1,149 @@
+"""FSDP1 end to end: the seed's DeBERTa example, `--fix`, compile units, FTS303-FTS305 via the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ftsc.cli import main
+from ftsc.fix import add_yaml_overrides
+from ftsc.frontend import load_file
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.torch
+pytest.importorskip("transformers")
+
+SEED = REPO / "tests" / "data" / "fsdp_seed"
+DEBERTA = f"{REPO / 'tests' / 'models.py'}:deberta_v2_lm"
+ROOT_SIX = {"model.deberta.embeddings.word_embeddings.weight": None, "model.deberta.embeddings.LayerNorm.weight": None,
+            "model.deberta.embeddings.LayerNorm.bias": None, "model.deberta.encoder.rel_embeddings.weight": 2,
+            "model.deberta.encoder.LayerNorm.weight": 2, "model.deberta.encoder.LayerNorm.bias": 2}
+
+
+@pytest.fixture(scope="module")
+def deberta_manifest(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("m") / "deberta.json"
+    assert main(["manifest", "--model", DEBERTA, "-o", str(path)]) == 0
+    return str(path)
+
+
+def _copy_seed(tmp_path: Path) -> Path:
+    for f in SEED.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    return tmp_path / "deberta_layer_only.yaml"
+
+
+def _json_check(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict]]:
+    rc = main(["check", *argv, "--format", "json"])
+    return rc, json.loads(capsys.readouterr().out)["diagnostics"]
+
+
+def test_seed_deberta_reproduces_documented_error(tmp_path: Path, deberta_manifest: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Only DebertaV2Layer wrapped: the root unit `model` holds the six documented parameters."""
+    config = _copy_seed(tmp_path)
+    rc, diags = _json_check([str(config), "--manifest", deberta_manifest], capsys)
+    assert rc == 1
+    (d,) = [d for d in diags if d["code"] == "FTS301"]
+    assert d["data"]["unit"] == "model" and d["data"]["params"] == ROOT_SIX
+    assert d["data"]["phases"] == [2, None]
+    assert d["file"].endswith("deberta_schedule.yaml")  # points at the schedule's selector
+
+
+def test_seed_deberta_documented_fix_is_clean(tmp_path: Path, deberta_manifest: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Adding DebertaV2Encoder and DebertaV2Embeddings to the policy (the tutorial's fix) is clean."""
+    config = _copy_seed(tmp_path)
+    text = config.read_text().replace(
+        "? transformers.models.deberta_v2.modeling_deberta_v2.DebertaV2Layer",
+        "? transformers.models.deberta_v2.modeling_deberta_v2.DebertaV2Layer\n"
+        "            ? transformers.models.deberta_v2.modeling_deberta_v2.DebertaV2Embeddings\n"
+        "            ? transformers.models.deberta_v2.modeling_deberta_v2.DebertaV2Encoder")
+    config.write_text(text)
+    rc, diags = _json_check([str(config), "--manifest", deberta_manifest], capsys)
+    assert rc == 0 and [d["code"] for d in diags if d["severity"] != "info"] == []
+
+
+def test_fix_finds_the_fix_itself(tmp_path: Path, deberta_manifest: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--fix` adds one override to awp_overrides; afterwards the config checks clean."""
+    config = _copy_seed(tmp_path)
+    rc, _ = _json_check([str(config), "--manifest", deberta_manifest, "--fix"], capsys)
+    assert rc == 0
+    overrides = load_file(str(config)).schedule.fsdp.wrap
+    added = [s.pattern for s in overrides][2:]
+    assert added in (["model.deberta.embeddings"], ["model.deberta.encoder"])
+    rc, diags = _json_check([str(config), "--manifest", deberta_manifest], capsys)
+    assert rc == 0 and not [d for d in diags if d["code"].startswith("FTS3")]
+
+
+def test_fix_edits_the_dsl_fsdp_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sched = tmp_path / "s.ftsc"
+    sched.write_text(textwrap.dedent("""\
+        phase 0 { thaw glob "head.*" }
+        phase 1 { thaw glob "layers.**" }
+        # keep this comment
+        fsdp {
+            use_orig_params = false
+        }
+        """))
+    model = f"{REPO / 'tests' / 'data' / 'models' / 'toy_models.py'}:make_net"
+    assert main(["check", str(sched), "--model", model, "--format", "concise"]) == 1
+    assert "FTS301" in capsys.readouterr().out
+    main(["check", str(sched), "--model", model, "--fix", "--format", "concise"])
+    out = capsys.readouterr()
+    assert "FTS301" not in out.out and "fixed" in out.err
+    text = sched.read_text()
+    assert "# keep this comment" in text and "    wrap " in text
+    assert load_file(str(sched)).diagnostics == []
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ("cfg:\n  awp_overrides:\n  - a\n  - b\nnext: 1\n", "cfg:\n  awp_overrides:\n  - a\n  - b\n  - \"x\"\nnext: 1\n"),
+    ("trainer:\n  callbacks:\n  - class_path: finetuning_scheduler.FinetuningScheduler\n    init_args:\n"
+     "      max_depth: 2\n",
+     "trainer:\n  callbacks:\n  - class_path: finetuning_scheduler.FinetuningScheduler\n    init_args:\n"
+     "      strategy_adapter_cfg:\n        awp_overrides: [\"x\"]\n      max_depth: 2\n"),
+])
+def test_yaml_override_edits(before: str, after: str) -> None:
+    from ftsc import ir
+
+    wrap = ()
+    if "awp_overrides:\n" in before:
+        start = before.index("- b") + 2
+        wrap = (ir.Selector(kind=ir.SelectorKind.FTS, pattern="b", span=ir.Span(start, start + 1)),)
+    assert add_yaml_overrides(before, ir.FSDPConfig(wrap=wrap), ["x"]) == after
+
+
+def test_compile_lists_units_in_wrap_order(tmp_path: Path, deberta_manifest: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    config = _copy_seed(tmp_path)
+    assert main(["compile", str(config), "--manifest", deberta_manifest]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    units = doc["sharding"]["units"]
+    assert doc["sharding"]["kind"] == "fsdp"
+    names = [u["name"] for u in units]
+    assert names[0] == "model.deberta.encoder.layer.0" and names[-1] == "model"
+    assert names.index("model.pooler.dense") < names.index("model.classifier") < names.index("model")
+    assert sorted(units[-1]["params"]) == sorted(ROOT_SIX)
+    assert doc["sharding"]["unsharded"] == []
+    assert doc["phases"][0]["params"] == ["model.classifier.weight", "model.classifier.bias"]
+
+
+@pytest.mark.parametrize(("fsdp", "code", "needle"), [
+    ('auto_wrap_policy = [torch.nn.Linearr]', "FTS303", "torch.nn.Linearr"),
+    ('wrap model.deberta.encoder.layerr', "FTS303", "did you mean"),
+    ('ignore model.nothing', "FTS303", "model.nothing"),
+    ('use_orig_params = false', "FTS305", "phase 0 owns no FSDP-flattened parameter"),
+])
+def test_fsdp_config_checks(tmp_path: Path, deberta_manifest: str, fsdp: str, code: str, needle: str,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    sched = tmp_path / "s.ftsc"
+    sched.write_text(f'phase 0 {{ thaw glob "model.classifier.*" }}\nfsdp {{\n    {fsdp}\n}}\n')
+    rc, diags = _json_check([str(sched), "--manifest", deberta_manifest], capsys)
+    hits = [d for d in diags if d["code"] == code]
+    assert rc == 1 and hits and needle in json.dumps(hits)
