@@ -76,10 +76,16 @@ def real_units(model: nn.Module, spec: FSDP1Spec) -> tuple[dict[str, list[str]],
     if spec.ignored:
         kwargs["ignored_modules"] = [model.get_submodule(n) for n in spec.ignored]
     policy = _policy(model, spec)
-    if spec.lightning:
+    if spec.manual:  # FSDP(m, policy) per recorded wrap() call, in call order; the root stays unwrapped
+        for path in spec.manual:
+            parent, _, local = path.rpartition(".")
+            owner = model.get_submodule(parent)
+            setattr(owner, local, FSDP(owner.get_submodule(local), auto_wrap_policy=policy, **kwargs))
+        wrapped: nn.Module = model
+    elif spec.lightning:
         for name, child in list(model.named_children()):
             setattr(model, name, FSDP(child, auto_wrap_policy=policy, **kwargs))
-        wrapped: nn.Module = model
+        wrapped = model
     else:
         wrapped = FSDP(model, auto_wrap_policy=policy, **kwargs)
     units: dict[str, list[str]] = {}

@@ -147,3 +147,24 @@ def test_fsdp_config_checks(tmp_path: Path, deberta_manifest: str, fsdp: str, co
     rc, diags = _json_check([str(sched), "--manifest", deberta_manifest], capsys)
     hits = [d for d in diags if d["code"] == code]
     assert rc == 1 and hits and needle in json.dumps(hits)
+
+
+def test_manual_wrap_calls_are_recorded_and_predicted() -> None:
+    """`wrap()` calls in configure_model become units (call order); the rest stays unsharded, as torch does."""
+    from ftsc.model import load_graph
+    from ftsc.model.build import build
+    from ftsc.shard.fsdp1 import FSDP1Spec, predict
+
+    from .fsdp_oracle import real_units
+
+    target = f"{REPO / 'tests' / 'data' / 'models' / 'toy_models.py'}:ManualWrap"
+    graph = load_graph(target)
+    assert graph.manual_wraps == ("model.1", "model.2")
+    for orig in (True, False):
+        spec = FSDP1Spec(lightning=True, manual=graph.manual_wraps, use_orig_params=orig,
+                         classes=("torch.nn.Linear",))
+        pred = predict(graph, spec)
+        module = build(target).to_empty(device="cpu")
+        real, unsharded = real_units(module, spec)
+        assert {u.name: list(u.params) for u in pred.units} == real
+        assert sorted(pred.unsharded) == sorted(unsharded) == ["model.0.bias", "model.0.weight"]

@@ -151,7 +151,7 @@ def build(target: str, kwargs: Mapping[str, Any] | None = None) -> Any:
                              "or instance")
     if _is_lightning(module) and callable(getattr(module, "configure_model", None)):
         try:
-            with contextlib.redirect_stdout(sys.stderr), torch.device("meta"):
+            with contextlib.redirect_stdout(sys.stderr), torch.device("meta"), _recording_wraps(module):
                 module.configure_model()
         except BaseException as err:  # noqa: BLE001
             if isinstance(err, KeyboardInterrupt):
@@ -159,6 +159,31 @@ def build(target: str, kwargs: Mapping[str, Any] | None = None) -> Any:
             raise ModelLoadError(f"--model `{target}`: configure_model() failed on the meta device: "
                                  f"{_describe(err)}{_where(err)}") from None
     return module
+
+
+@contextlib.contextmanager
+def _recording_wraps(module: Any) -> Any:
+    """Record `torch.distributed.fsdp.wrap.wrap()` calls made in `configure_model` (manual FSDP1
+    wrapping, as Lightning's FSDP guide shows) without wrapping anything.
+
+    Lightning runs `configure_model` inside `enable_wrap(wrapper_cls=FSDP, ...)`; here the
+    wrapper class only notes the module and returns it unchanged. The calls are stored on the
+    module as `_ftsc_wrap_calls` (module objects, call order) for `extract`.
+    """
+    try:
+        from torch.distributed.fsdp.wrap import enable_wrap
+    except ImportError:  # pragma: no cover - torch without distributed
+        yield
+        return
+    calls: list[Any] = []
+
+    def record(inner: Any, **_: Any) -> Any:
+        calls.append(inner)
+        return inner
+
+    with enable_wrap(wrapper_cls=record):
+        yield
+    object.__setattr__(module, "_ftsc_wrap_calls", calls)
 
 
 def _qualname(cls: type) -> str:
@@ -202,8 +227,11 @@ def extract(module: Any, target: str | None = None) -> Manifest:
         persistent = local not in getattr(owners.get(owner), "_non_persistent_buffers_set", ())
         buffers.append(BufferEntry(name=name, shape=tuple(int(s) for s in b.shape),
                                    dtype=str(b.dtype).removeprefix("torch."), persistent=persistent))
+    names = {id(m): n for n, m in module.named_modules()}
+    calls = tuple({"kind": "fsdp_wrap", "module": names[id(m)]}
+                  for m in getattr(module, "_ftsc_wrap_calls", ()) if id(m) in names)
     return Manifest(target=target, classes=classes, modules=tuple(modules), parameters=tuple(params),
-                    buffers=tuple(buffers))
+                    buffers=tuple(buffers), calls=calls)
 
 
 def manifest_for(target: str, kwargs: Mapping[str, Any] | None = None) -> Manifest:

@@ -143,6 +143,11 @@ class ModelGraph:
             yield m
             stack.extend(reversed(self.children.get(m, [])))
 
+    @property
+    def manual_wraps(self) -> tuple[str, ...]:
+        """Modules the model wraps itself with FSDP1 `wrap()` in `configure_model`, in call order."""
+        return tuple(c["module"] for c in self.manifest.calls if c.get("kind") == "fsdp_wrap")
+
     # -- the networkx view ------------------------------------------------------------------
     @cached_property
     def graph(self) -> nx.DiGraph:

@@ -75,8 +75,9 @@ def fsdp1_analysis(schedule: ir.Schedule, graph: ModelGraph) -> FSDP1Analysis | 
     lightning = is_lightning_module(graph)
     mixed = lightning or config.setting("mixed_precision") is not None or (
         precision is not None and str(precision.value.py()) in LOW_PRECISION)
+    manual = graph.manual_wraps if lightning else ()
     spec = FSDP1Spec(classes=tuple(classes), min_num_params=int(min_num.value.py()) if min_num else None,
-                     overrides=tuple(overrides), ignored=tuple(dict.fromkeys(ignored)),
+                     overrides=() if manual else tuple(overrides), manual=manual, ignored=tuple(dict.fromkeys(ignored)),
                      use_orig_params=bool(orig.value.py()) if orig is not None else True,
                      mixed_precision=mixed, lightning=lightning)
     return FSDP1Analysis(spec=spec, prediction=predict(graph, spec), unmatched=tuple(unmatched),

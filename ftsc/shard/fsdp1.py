@@ -20,6 +20,10 @@ The rules (torch 2.13, `torch/distributed/fsdp`; verified differentially in test
 - Lightning flow (LightningModule target, what ftsc's runtime and FTS build): every direct
   child of the LightningModule is wrapped as its own FSDP root; the LightningModule itself is
   never wrapped, so parameters registered directly on it are in no unit.
+- Manual wrapping (`wrap(m)` calls in `configure_model`, recorded while building on meta):
+  each call is `FSDP(m, auto_wrap_policy=P)` in call order; Lightning then leaves the root
+  unwrapped (parameters outside every wrapped module are in no unit) and FTS drops
+  `awp_overrides`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class FSDP1Spec:
     use_orig_params: bool = True
     mixed_precision: bool = False  # Lightning always passes a MixedPrecision config
     lightning: bool = False  # wrap each direct child of the root (LightningModule flow)
+    manual: tuple[str, ...] = ()  # modules the model wraps itself in configure_model (call order)
 
     @property
     def has_policy(self) -> bool:
@@ -273,7 +278,12 @@ def predict(graph: ModelGraph, spec: FSDP1Spec) -> Prediction:
     ignored_params = {p for m in ignored_mods for p in tree.regs[m]}
     w = _Wrapper(tree, spec, ignored_mods, ignored_params, set(), set())
     notes: list[str] = []
-    if spec.lightning:
+    if spec.manual:
+        for path in spec.manual:
+            obj = graph.module_aliases.get(path, path)
+            if obj in tree.children and obj not in ignored_mods:
+                _wrap_root(w, path, obj)
+    elif spec.lightning:
         roots: dict[str, str] = {}
         for child_path, child in tree.children[""]:
             if child not in ignored_mods:

@@ -68,3 +68,20 @@ class Noisy(nn.Module):
         super().__init__()
         print("building Noisy")
         self.fc = nn.Linear(2, 2)
+
+
+class ManualWrap(pl.LightningModule):
+    """Wraps two blocks itself with FSDP1 `wrap()` in configure_model (Lightning's FSDP guide)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: nn.Module | None = None
+
+    def configure_model(self) -> None:
+        from torch.distributed.fsdp.wrap import wrap
+
+        if self.model is not None:
+            return
+        self.model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)), nn.Linear(4, 2))
+        self.model[1] = wrap(self.model[1])
+        self.model[2] = wrap(self.model[2])
