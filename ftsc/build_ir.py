@@ -141,7 +141,8 @@ class ToIR(Transformer[Token, ir.Schedule]):
     def _selector(self, kind: ir.SelectorKind, pattern: str, span: Span) -> ir.Selector:
         sel = ir.Selector(kind=kind, pattern=pattern, span=span)
         if not pattern:
-            self._report("FTS102", span, detail="selector is empty", label="empty")
+            if kind is not ir.SelectorKind.EXACT:  # `""` names the root module (`shard ""`)
+                self._report("FTS102", span, detail="selector is empty", label="empty")
             return sel
         regex = glob_to_regex(pattern) if kind is ir.SelectorKind.GLOB else pattern
         if kind is not ir.SelectorKind.EXACT:
@@ -167,6 +168,10 @@ class ToIR(Transformer[Token, ir.Schedule]):
     # --- statements -----------------------------------------------------------------------
 
     def thaw_stmt(self, meta: Meta, children: list[ir.Selector]) -> tuple[str, tuple[ir.Selector, ...]]:
+        for sel in children:
+            if not sel.pattern and sel.kind is ir.SelectorKind.EXACT:
+                self._report("FTS102", sel.span, detail="selector is empty", label="`\"\"` names the root module, "
+                             "not a parameter")
         return ("thaw", tuple(children))
 
     def wrap_stmt(self, meta: Meta, children: list[ir.Selector]) -> tuple[str, tuple[ir.Selector, ...]]:

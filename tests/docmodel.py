@@ -2,7 +2,7 @@
 
 Parameter names: `model.embed`, `model.encoder.layer.{0..11}` (DeBERTa-style blocks),
 `model.layers.{0..11}`, `model.body`, `model.head`; `model.lm_head.weight` is tied to
-`model.embed.weight`.
+`model.embed.weight`; `model.layers` and `model.encoder.layer` are ModuleLists.
 """
 
 from __future__ import annotations
@@ -32,4 +32,6 @@ def _names() -> dict[str, tuple[int, ...]]:
 
 def doc_graph() -> ModelGraph:
     """A fresh `ModelGraph` of the doc model."""
-    return ModelGraph.from_names(_names(), aliases={"model.lm_head.weight": "model.embed.weight"})
+    module_list = ("torch.nn.modules.container.ModuleList", "torch.nn.modules.module.Module")
+    return ModelGraph.from_names(_names(), aliases={"model.lm_head.weight": "model.embed.weight"},
+                                 classes={"model.layers": module_list, "model.encoder.layer": module_list})

@@ -106,3 +106,48 @@ def real_units(model: nn.Module, spec: FSDP1Spec) -> tuple[dict[str, list[str]],
 
 
 __all__ = ["BATCHNORM", "ensure_process_group", "real_units"]
+
+
+def real_groups(model: nn.Module, plan: list[str], user_calls: list[list[str]] = ()) -> dict[str, Any]:
+    """Apply `fully_shard` as FTS does (user calls, then the plan skipping managed modules) on a
+    2-rank CPU mesh; return groups (application order, primary param FQNs), plain params, skips
+    and the exception of a failing call (if any)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+    from torch.distributed.tensor import DTensor
+
+    ensure_process_group()
+    mesh = init_device_mesh("cpu", (2,), mesh_dim_names=("data_parallel",))
+    module_name = {id(m): n for n, m in model.named_modules()}
+    primary = {id(p): n for n, p in model.named_parameters()}
+    path_to_primary = {n: primary[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
+    groups: list[tuple[str, list[nn.Module]]] = []
+    skipped: list[str] = []
+    error = None
+    try:
+        for call in user_calls:
+            mods = [model.get_submodule(n) for n in call]
+            fully_shard(mods if len(mods) > 1 else mods[0], mesh=mesh)
+            groups.append((", ".join(call), mods))
+        for name in plan:
+            mod = model.get_submodule(name)
+            if getattr(mod, "_is_fsdp_managed_module", False):
+                skipped.append(name)
+                continue
+            fully_shard(mod, mesh=mesh)
+            groups.append((name, [mod]))
+    except Exception as err:  # noqa: BLE001 - the prediction says which call fails
+        error = f"{type(err).__name__}: {err}"
+    out: dict[str, list[str]] = {}
+    for name, mods in groups:
+        state = mods[0]._get_fsdp_state() if isinstance(mods[0], FSDPModule) else None
+        params: list[str] = []
+        for pg in (state._fsdp_param_groups if state is not None else []):
+            for fp in pg.fsdp_params:
+                info = fp._module_info
+                owner = module_name[id(info.module)]
+                params.append(path_to_primary[f"{owner}.{info.param_name}" if owner else info.param_name])
+        out[name] = params
+    current = dict(model.named_parameters())
+    plain = [n for n in primary.values() if n in current and not isinstance(current[n], DTensor)]
+    return {"groups": out, "plain": plain, "skipped": skipped, "error": error}

@@ -123,7 +123,7 @@ def test_rule_doc_examples_trigger_and_fix(code: str) -> None:
         assert noisy == []
 
 
-@pytest.mark.parametrize("code", sorted(c for c, r in RULES.items() if r.needs_model and c[:4] in ("FTS2", "FTS3")))
+@pytest.mark.parametrize("code", sorted(c for c, r in RULES.items() if r.needs_model))
 def test_model_rule_doc_examples_trigger_and_fix(code: str) -> None:
     """Model-aware rules: checked against the doc model, the Example triggers, Use instead is clean."""
     doc = RULES[code].doc

@@ -32,6 +32,12 @@ from ftsc.analyze.rules import (
     fts303_wrap_target,
     fts304_tie_split,
     fts305_phase_zero_unit,
+    fts401_mixed_dtensor,
+    fts402_plan_key,
+    fts403_plan_order,
+    fts404_fsdp2_ties,
+    fts405_container_target,
+    fts407_unsynced_params,
 )
 from ftsc.diagnostics import Diagnostic
 
@@ -56,17 +62,23 @@ PASSES: tuple[Pass, ...] = (
     fts302_partial_unit.check,
     fts304_tie_split.check,
     fts305_phase_zero_unit.check,
+    fts402_plan_key.check,
+    fts405_container_target.check,
+    fts403_plan_order.check,
+    fts401_mixed_dtensor.check,
+    fts404_fsdp2_ties.check,
+    fts407_unsynced_params.check,
 )
 
 
 def analyze(schedule: ir.Schedule, ctx: AnalysisContext) -> list[Diagnostic]:
     """Resolve selectors against the model (when there is one), run every pass, return diagnostics."""
     if ctx.graph is not None and ctx.resolution is None:
-        from ftsc.shard import fsdp1_analysis  # the sharding stage builds on resolution
+        from ftsc.shard import fsdp1_analysis, fsdp2_analysis  # the sharding stage builds on resolution
 
 
         ctx = replace(ctx, resolution=resolve_schedule(schedule, ctx.graph),
-                      fsdp1=fsdp1_analysis(schedule, ctx.graph))
+                      fsdp1=fsdp1_analysis(schedule, ctx.graph), fsdp2=fsdp2_analysis(schedule, ctx.graph))
     out: list[Diagnostic] = []
     for check in PASSES:
         out.extend(check(schedule, ctx))

@@ -12,7 +12,7 @@ from ftsc.frontend import InputKind
 from ftsc.model.graph import ModelGraph
 
 if TYPE_CHECKING:
-    from ftsc.shard import FSDP1Analysis
+    from ftsc.shard import FSDP1Analysis, FSDP2Analysis
 from ftsc.source import SourceFile
 
 
@@ -20,7 +20,7 @@ from ftsc.source import SourceFile
 class AnalysisContext:
     """The file being checked, how it was written, and, with a model, its graph and resolution.
 
-    `resolution` (and `fsdp1` when the schedule has an `fsdp` block) are filled by `analyze()`
+    `resolution` (and `fsdp1`/`fsdp2` when the schedule has an `fsdp`/`fsdp2` block) are filled by `analyze()`
     before the passes run whenever `graph` is given.
     """
 
@@ -29,6 +29,7 @@ class AnalysisContext:
     graph: ModelGraph | None = None
     resolution: Resolution | None = None
     fsdp1: FSDP1Analysis | None = None
+    fsdp2: FSDP2Analysis | None = None
 
     @staticmethod
     def example(text: str, params: Sequence[str], path: str = "example.ftsc",
@@ -39,12 +40,13 @@ class AnalysisContext:
 
         loaded = load_text(SourceFile(path, text))
         assert loaded.schedule is not None, loaded.diagnostics
-        from ftsc.shard import fsdp1_analysis
+        from ftsc.shard import fsdp1_analysis, fsdp2_analysis
 
         graph = ModelGraph.from_names(params, aliases)
         return loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph,
                                                 resolve_schedule(loaded.schedule, graph),
-                                                fsdp1_analysis(loaded.schedule, graph))
+                                                fsdp1_analysis(loaded.schedule, graph),
+                                                fsdp2_analysis(loaded.schedule, graph))
 
     @property
     def fts_semantics(self) -> bool:

@@ -886,14 +886,14 @@ FinetuningScheduler stops at setup.
 ## Example
 ```ftsc
 fsdp2 {
-    shard model.layerz
+    shard model.haed
 }
 ```
 
 ## Use instead
 ```ftsc
 fsdp2 {
-    shard model.layers
+    shard model.head
 }
 ```
 """,
@@ -1000,6 +1000,40 @@ fsdp2 {
 ```ftsc
 fsdp2 {
     shard model.layers.0(reshard_after_forward = true)
+}
+```
+""",
+    ),
+    Rule(
+        code="FTS407", name="unsynchronized-parameters", severity=_W, needs_model=True,
+        summary="FSDP2: trainable parameters outside every fully_shard group",
+        message="{count} trainable parameters are in no `fully_shard` group: their gradients are not synchronized",
+        doc="""## What it does
+With an FSDP2 plan, reports (once) the parameters that some phase thaws but that no
+`fully_shard` group manages.
+
+## Why is this bad?
+They stay plain tensors: not sharded, and their gradients are never all-reduced, so every
+rank trains its own copy and the replicas drift apart without any error.
+
+## Example
+```ftsc
+phase 0 {
+    thaw glob "model.head.*"
+}
+fsdp2 {
+    shard model.body
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw glob "model.head.*"
+}
+fsdp2 {
+    shard model.body
+    shard ""
 }
 ```
 """,

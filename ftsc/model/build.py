@@ -151,7 +151,8 @@ def build(target: str, kwargs: Mapping[str, Any] | None = None) -> Any:
                              "or instance")
     if _is_lightning(module) and callable(getattr(module, "configure_model", None)):
         try:
-            with contextlib.redirect_stdout(sys.stderr), torch.device("meta"), _recording_wraps(module):
+            with (contextlib.redirect_stdout(sys.stderr), torch.device("meta"), _recording_wraps(module),
+                  _recording_fully_shard(module)):
                 module.configure_model()
         except BaseException as err:  # noqa: BLE001
             if isinstance(err, KeyboardInterrupt):
@@ -184,6 +185,72 @@ def _recording_wraps(module: Any) -> Any:
     with enable_wrap(wrapper_cls=record):
         yield
     object.__setattr__(module, "_ftsc_wrap_calls", calls)
+
+
+class _StubMesh:
+    """Stands in for Lightning's `device_mesh` while `configure_model` runs on meta (no process group)."""
+
+    mesh_dim_names = ("data_parallel", "tensor_parallel")
+    ndim = 1
+
+    def __getitem__(self, _: Any) -> _StubMesh:
+        return self
+
+    def size(self, *_: Any) -> int:
+        return 1
+
+    def get_group(self, *_: Any) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _recording_fully_shard(module: Any) -> Any:
+    """Record FSDP2 `fully_shard` calls made in `configure_model` without sharding anything.
+
+    Every public path to `fully_shard` is patched (users import it before we can intervene, so
+    the patch is also installed on the function's globals of the LightningModule's module).
+    Calls are stored on the module as `_ftsc_fully_shard_calls` (lists of module objects).
+    """
+    calls: list[list[Any]] = []
+
+    def record(target: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(list(target) if isinstance(target, (list, tuple)) else [target])
+        return target
+
+    patched: list[tuple[Any, str, Any]] = []
+    import importlib as _il
+
+    for mod_name in ("torch.distributed.fsdp", "torch.distributed._composable.fsdp",
+                     "torch.distributed.fsdp._fully_shard", "torch.distributed.fsdp._fully_shard._fully_shard"):
+        try:
+            mod = _il.import_module(mod_name)
+        except Exception:  # noqa: BLE001 - older/newer torch layouts
+            continue
+        if hasattr(mod, "fully_shard"):
+            patched.append((mod, "fully_shard", mod.fully_shard))
+    user_globals = getattr(type(module).configure_model, "__globals__", {})
+    originals = {id(orig) for _, _, orig in patched}
+    for key, value in list(user_globals.items()):
+        if id(value) in originals:
+            patched.append((user_globals, key, value))
+    old_mesh = vars(module).get("_device_mesh")
+    try:
+        for owner, name, _ in patched:
+            if isinstance(owner, dict):
+                owner[name] = record
+            else:
+                setattr(owner, name, record)
+        if getattr(module, "_device_mesh", None) is None:
+            object.__setattr__(module, "_device_mesh", _StubMesh())
+        yield
+    finally:
+        for owner, name, orig in patched:
+            if isinstance(owner, dict):
+                owner[name] = orig
+            else:
+                setattr(owner, name, orig)
+        object.__setattr__(module, "_device_mesh", old_mesh)
+        object.__setattr__(module, "_ftsc_fully_shard_calls", calls)
 
 
 def _qualname(cls: type) -> str:
@@ -230,6 +297,9 @@ def extract(module: Any, target: str | None = None) -> Manifest:
     names = {id(m): n for n, m in module.named_modules()}
     calls = tuple({"kind": "fsdp_wrap", "module": names[id(m)]}
                   for m in getattr(module, "_ftsc_wrap_calls", ()) if id(m) in names)
+    calls += tuple({"kind": "fully_shard", "modules": [names[id(m)] for m in group]}
+                   for group in getattr(module, "_ftsc_fully_shard_calls", ())
+                   if group and all(id(m) in names for m in group))
     return Manifest(target=target, classes=classes, modules=tuple(modules), parameters=tuple(params),
                     buffers=tuple(buffers), calls=calls)
 

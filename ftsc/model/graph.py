@@ -53,11 +53,13 @@ class ModelGraph:
 
     @classmethod
     def from_names(cls, params: Sequence[str] | Mapping[str, Sequence[int]],
-                   aliases: Mapping[str, str] | None = None) -> ModelGraph:
+                   aliases: Mapping[str, str] | None = None,
+                   classes: Mapping[str, tuple[str, ...]] | None = None) -> ModelGraph:
         """A graph of plain modules holding `params` (FQN, or FQN -> shape; default shape `[2]`).
 
-        Modules are inferred from the FQNs; `aliases` maps alias FQN -> primary FQN. For tests
-        and examples that need no real model.
+        Modules are inferred from the FQNs; `aliases` maps alias FQN -> primary FQN; `classes`
+        maps a module FQN to its class and bases (qualified names, MRO order). For tests and
+        examples that need no real model.
 
         Example:
             >>> ModelGraph.from_names(["a.w", "b.w"]).modules
@@ -73,8 +75,10 @@ class ModelGraph:
             for i in range(1, len(parts) + 1):
                 modules[".".join(parts[:i])] = None
         base = "torch.nn.modules.module.Module"
-        return cls(Manifest(target=None, classes={base: ()},
-                            modules=tuple(ModuleEntry(name=m, cls=base) for m in modules),
+        mro = {m: c for m, c in (classes or {}).items()}
+        class_table = {base: ()} | {c[0]: tuple(c[1:]) for c in mro.values()}
+        return cls(Manifest(target=None, classes=class_table,
+                            modules=tuple(ModuleEntry(name=m, cls=mro[m][0] if m in mro else base) for m in modules),
                             parameters=tuple(ParamEntry(name=n, shape=tuple(s), dtype="float32",
                                                         aliases=tuple(alias_of.get(n, ()))) for n, s in shapes.items())))
 
@@ -147,6 +151,11 @@ class ModelGraph:
     def manual_wraps(self) -> tuple[str, ...]:
         """Modules the model wraps itself with FSDP1 `wrap()` in `configure_model`, in call order."""
         return tuple(c["module"] for c in self.manifest.calls if c.get("kind") == "fsdp_wrap")
+
+    @property
+    def user_fully_shard(self) -> tuple[tuple[str, ...], ...]:
+        """FSDP2 `fully_shard` calls the model makes itself in `configure_model`, in call order."""
+        return tuple(tuple(c["modules"]) for c in self.manifest.calls if c.get("kind") == "fully_shard")
 
     # -- the networkx view ------------------------------------------------------------------
     @cached_property

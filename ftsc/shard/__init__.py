@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from ftsc import ir
 from ftsc.analyze.resolve import match_modules
 from ftsc.model.graph import ModelGraph
-from ftsc.shard.fsdp1 import FSDP1Spec, Prediction, class_matches, is_lightning_module, predict
+from ftsc.shard.fsdp1 import CONTAINERS, FSDP1Spec, Prediction, class_matches, is_lightning_module, predict
+from ftsc.shard.fsdp2 import Prediction2, predict2
 
 LOW_PRECISION = ("16-mixed", "bf16-mixed", "16-true", "bf16-true", "16", "bf16")
 
@@ -84,6 +85,47 @@ def fsdp1_analysis(schedule: ir.Schedule, graph: ModelGraph) -> FSDP1Analysis | 
                          wrap_selectors=overrides)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FSDP2Analysis:
+    """The resolved FSDP2 plan (FTS `fsdp_plan` semantics), its prediction, and what did not resolve."""
+
+    plan: tuple[str, ...]  # module FQNs in application order
+    entry_of: dict[str, ir.ShardEntry]  # module -> the (last) plan entry that selected it
+    prediction: Prediction2
+    unmatched: tuple[ir.ShardEntry, ...] = ()
+    containers: tuple[tuple[ir.ShardEntry, str], ...] = ()  # (entry, ModuleList/ModuleDict FQN) pruned
+
+
+def fsdp2_analysis(schedule: ir.Schedule, graph: ModelGraph) -> FSDP2Analysis | None:
+    """Resolve the `fsdp2` plan as FTS does and predict the `fully_shard` groups (None without a block).
+
+    Exact module names beat regexes; regexes `re.match` module names in `named_modules()` order;
+    a module's position is fixed by the first entry that selects it, its kwargs by the last;
+    ModuleList/ModuleDict targets are pruned. The model's own `fully_shard` calls (recorded in
+    `configure_model`) run first.
+    """
+    config = schedule.fsdp2
+    if config is None:
+        return None
+    order: dict[str, None] = {}
+    entry_of: dict[str, ir.ShardEntry] = {}
+    unmatched: list[ir.ShardEntry] = []
+    containers: list[tuple[ir.ShardEntry, str]] = []
+    for entry in config.plan:
+        hits = _modules(entry.selector, graph)
+        if not hits:
+            unmatched.append(entry)
+        for m in hits:
+            if any(graph.is_instance(m, c) for c in CONTAINERS):
+                containers.append((entry, m))
+                continue
+            order.setdefault(m, None)
+            entry_of[m] = entry
+    plan = tuple(order)
+    return FSDP2Analysis(plan=plan, entry_of=entry_of, prediction=predict2(graph, plan, graph.user_fully_shard),
+                         unmatched=tuple(unmatched), containers=tuple(containers))
+
+
 def _modules(sel: ir.Selector, graph: ModelGraph) -> list[str]:
     try:
         return match_modules(sel, graph)
@@ -91,4 +133,5 @@ def _modules(sel: ir.Selector, graph: ModelGraph) -> list[str]:
         return []
 
 
-__all__ = ["FSDP1Analysis", "FSDP1Spec", "Prediction", "Unmatched", "fsdp1_analysis", "predict"]
+__all__ = ["FSDP1Analysis", "FSDP1Spec", "FSDP2Analysis", "Prediction", "Prediction2", "Unmatched",
+           "fsdp1_analysis", "fsdp2_analysis", "predict", "predict2"]

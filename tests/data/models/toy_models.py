@@ -85,3 +85,17 @@ class ManualWrap(pl.LightningModule):
         self.model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)), nn.Linear(4, 2))
         self.model[1] = wrap(self.model[1])
         self.model[2] = wrap(self.model[2])
+
+
+class SelfSharded(pl.LightningModule):
+    """Shards its own blocks with FSDP2 in configure_model, as Lightning's FSDP2 guide does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)), nn.Linear(4, 2))
+
+    def configure_model(self) -> None:
+        from torch.distributed.fsdp import fully_shard
+
+        fully_shard(self.model[1], mesh=self.device_mesh["data_parallel"])
+        fully_shard([self.model[0], self.model[2]], mesh=self.device_mesh["data_parallel"])

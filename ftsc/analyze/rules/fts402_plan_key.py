@@ -1,0 +1,32 @@
+"""FTS402: an FSDP2 plan key that matches no module."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+
+from ftsc import ir
+from ftsc.analyze.context import AnalysisContext
+from ftsc.diagnostics import Diagnostic, make
+from ftsc.regexes import compile_problem
+
+
+def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
+    """Report plan entries whose selector names no module.
+
+    Example:
+        >>> s, ctx = AnalysisContext.example('phase 0 { thaw a.w } fsdp2 { shard b }', ["a.w"])
+        >>> [d.code for d in check(s, ctx)]
+        ['FTS402']
+    """
+    if ctx.fsdp2 is None or ctx.graph is None:
+        return
+    for entry in ctx.fsdp2.unmatched:
+        key = entry.selector.pattern
+        if compile_problem(key):
+            continue  # FTS101
+        close = difflib.get_close_matches(key, [m for m in ctx.graph.modules if m], n=3, cutoff=0.6)
+        yield make("FTS402", ctx.source, entry.selector.span, key=key, label="matches no module",
+                   notes=("FinetuningScheduler stops at setup: \"did not match any named modules\"",),
+                   help="did you mean " + ", ".join(f"`{c}`" for c in close) + "?" if close else None,
+                   data={"key": key})

@@ -1,0 +1,181 @@
+"""FSDP2 prediction: which `fully_shard` group manages every parameter, or none (a plain tensor).
+
+Input: a `ModelGraph`, the user's own `fully_shard` calls (recorded in `configure_model`) and
+the resolved plan (FTS `fsdp_plan`: module FQNs in application order). Output: a
+`Prediction2`: groups in application order with their parameters, plan entries skipped,
+parameters left plain, ties managed by several groups or half-sharded, and calls that fail
+at `fully_shard` time. Never imports torch.
+
+The rules (torch 2.13 `fully_shard`, FTS 2.14 `_apply_fsdp_plan`; verified differentially):
+- The user's calls run first (in `configure_model`), then the plan in first-insertion order.
+  FTS skips a plan entry whose module (or an ancestor) is already managed by a group.
+- `fully_shard(M)` manages the modules reached from `M` by a DFS over children that does not
+  enter modules carrying their own `fully_shard` state; their not-yet-seen parameters become
+  DTensors of this group, and every registration of them under `M` is replaced.
+- A call that meets a parameter an earlier group already turned into a DTensor (a shared
+  module in two sharded subtrees) raises at the call.
+- A tied parameter reached by two groups gets two DTensors: the first forward raises. One
+  alias sharded and one not: a silent untie.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ftsc.model.graph import ModelGraph, parent_of
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Group:
+    """One `fully_shard` call: the modules it was applied to and the parameters it manages."""
+
+    name: str  # the module FQN (list-form calls: names joined with ", ")
+    modules: tuple[str, ...]
+    params: tuple[str, ...]
+    source: str = "plan"  # "plan" | "user"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Skipped:
+    """A plan entry FTS skips because the module or an ancestor is already managed."""
+
+    module: str
+    by: str  # the group that already manages it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prediction2:
+    """Groups in application order, and where each parameter ends up."""
+
+    groups: tuple[Group, ...]
+    unsharded: tuple[str, ...]  # primary FQNs still plain tensors
+    skipped: tuple[Skipped, ...] = ()
+    multi: dict[str, tuple[str, ...]] = field(default_factory=dict)  # param -> groups (>1: error at forward)
+    untied: dict[str, tuple[str, ...]] = field(default_factory=dict)  # param -> plain alias paths (silent untie)
+    failed: tuple[tuple[str, str], ...] = ()  # (group, param) a call re-shards: raises at fully_shard()
+
+    def group_of(self, param: str) -> str | None:
+        """The group managing `param`'s primary registration, or None (plain)."""
+        for g in self.groups:
+            if param in g.params:
+                return g.name
+        return None
+
+
+class _Objects:
+    """Module objects with every registration edge and the parameters registered on each."""
+
+    def __init__(self, graph: ModelGraph) -> None:
+        obj = graph.module_aliases.get
+        self.children: dict[str, list[str]] = {m: [] for m in graph.modules}
+        for m in graph.modules[1:]:
+            self.children[parent_of(m)].append(m)
+        for m, entry in graph.module_entries.items():
+            for alias in entry.aliases:
+                parent = parent_of(alias)
+                self.children[obj(parent, parent)].append(m)
+        self.regs: dict[str, list[str]] = {m: [] for m in graph.modules}
+        self.paths: dict[str, list[tuple[str, str]]] = {}  # param -> [(path, module obj)]
+        for p in graph.params:
+            for path in (p, *graph.param_entries[p].aliases):
+                owner = parent_of(path)
+                owner = obj(owner, owner)
+                if p not in self.regs[owner]:
+                    self.regs[owner].append(p)
+                self.paths.setdefault(p, []).append((path, owner))
+
+    def subtree(self, root: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [root]
+        while stack:
+            m = stack.pop()
+            if m not in seen:
+                seen.add(m)
+                stack.extend(self.children[m])
+        return seen
+
+
+def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequence[str]] = ()) -> Prediction2:
+    """Predict the groups `fully_shard` builds for the user's calls, then the plan.
+
+    Example:
+        >>> g = ModelGraph.from_names(["layers.0.w", "layers.1.w", "head.w"])
+        >>> p = predict2(g, ["layers.0", "layers.1"])
+        >>> [(x.name, x.params) for x in p.groups], p.unsharded
+        ([('layers.0', ('layers.0.w',)), ('layers.1', ('layers.1.w',))], ('head.w',))
+    """
+    objs = _Objects(graph)
+    state_roots: set[str] = set()  # modules carrying fully_shard state
+    managed: dict[str, str] = {}  # module -> group that manages it
+    dtensor: dict[tuple[str, str], str] = {}  # (module obj, param) registration -> group that sharded it
+    owners: dict[str, list[str]] = {}
+    groups: list[Group] = []
+    skipped: list[Skipped] = []
+    failed: list[tuple[str, str]] = []
+
+    def apply(modules: Sequence[str], source: str) -> None:
+        roots = [graph.module_aliases.get(m, m) for m in modules]
+        name = ", ".join(modules)
+        order: list[str] = []
+        visited: set[str] = set()
+
+        def dfs(m: str) -> None:
+            visited.add(m)
+            for c in objs.children[m]:
+                if c not in visited and c not in state_roots:
+                    dfs(c)
+            order.append(m)
+
+        for r in roots:
+            if r not in visited:
+                dfs(r)
+        params: list[str] = []
+        for m in order:
+            for p in objs.regs[m]:
+                if p in params:
+                    continue
+                if (m, p) in dtensor:
+                    failed.append((name, p))
+                    continue
+                params.append(p)
+        state_roots.update(roots)
+        for m in order:
+            managed.setdefault(m, name)
+        reach = set().union(*(objs.subtree(r) for r in roots)) if roots else set()
+        for p in params:
+            owners.setdefault(p, []).append(name)
+            for _, owner in objs.paths[p]:
+                if owner in reach:
+                    dtensor[(owner, p)] = name
+        groups.append(Group(name=name, modules=tuple(modules), params=tuple(params), source=source))
+
+    for call in user_calls:
+        apply(list(call), "user")
+    for module in plan:
+        obj = graph.module_aliases.get(module, module)
+        holder = _managing(obj, managed)
+        if holder is not None:
+            skipped.append(Skipped(module=module, by=holder))
+            continue
+        apply([module], "plan")
+    unsharded = tuple(p for p in graph.params if (objs.paths[p][0][1], p) not in dtensor)
+    multi = {p: tuple(gs) for p, gs in owners.items() if len(gs) > 1}
+    untied: dict[str, tuple[str, ...]] = {}
+    for p, paths in objs.paths.items():
+        plain = [path for path, owner in paths if (owner, p) not in dtensor]
+        if plain and len(plain) < len(paths):
+            untied[p] = tuple(plain)
+    return Prediction2(groups=tuple(groups), unsharded=unsharded, skipped=tuple(skipped), multi=multi,
+                       untied=untied, failed=tuple(failed))
+
+
+def _managing(module: str, managed: dict[str, str]) -> str | None:
+    """The group managing `module` or its nearest managed ancestor (FTS's `_is_fsdp_managed_module`)."""
+    m = module
+    while True:
+        if m in managed:
+            return managed[m]
+        if m == "":
+            return None
+        m = parent_of(m)
