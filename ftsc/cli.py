@@ -265,10 +265,10 @@ def _cmd_compile(args: argparse.Namespace, settings: Settings) -> int:
                                   "sharding": {"kind": "none", "units": [], "unsharded": []},
                                   "diagnostics": [to_json_obj(d) for d in diags]}
     else:
-        from ftsc.shard import fsdp1_analysis
+        from ftsc.shard import fsdp1_analysis, fsdp2_analysis
 
         plan = lower(loaded.schedule, resolve_schedule(loaded.schedule, graph), graph,
-                     fsdp1_analysis(loaded.schedule, graph))
+                     fsdp1_analysis(loaded.schedule, graph), fsdp2_analysis(loaded.schedule, graph))
         doc = plan.to_json([to_json_obj(d) for d in diags])
     _write(json.dumps(doc, indent=2) + "\n", args.output)
     return EXIT_FINDINGS if any(d.severity is Severity.ERROR for d in diags) else EXIT_OK

@@ -15,13 +15,13 @@ from ftsc.lower.plan import PhasePlan, Plan, Sharding, Unit
 from ftsc.model.graph import ModelGraph
 
 if TYPE_CHECKING:
-    from ftsc.shard import FSDP1Analysis
+    from ftsc.shard import FSDP1Analysis, FSDP2Analysis
 
 DEFAULT_BASE_MAX_LR = 1e-5  # FinetuningScheduler's `base_max_lr` default
 
 
 def lower(schedule: ir.Schedule, resolution: Resolution, graph: ModelGraph,
-          fsdp1: FSDP1Analysis | None = None) -> Plan:
+          fsdp1: FSDP1Analysis | None = None, fsdp2: FSDP2Analysis | None = None) -> Plan:
     """Compile `schedule` into a `Plan`.
 
     Phase 0's lr is None (the optimizer's own, from `configure_optimizers`); later phases
@@ -47,6 +47,10 @@ def lower(schedule: ir.Schedule, resolution: Resolution, graph: ModelGraph,
         pred = fsdp1.prediction
         sharding = Sharding(kind="fsdp", units=tuple(Unit(name=u.name, params=u.params) for u in pred.units),
                             unsharded=pred.unsharded)
+    elif fsdp2 is not None:
+        pred2 = fsdp2.prediction
+        sharding = Sharding(kind="fsdp2", units=tuple(Unit(name=g.name, params=g.params) for g in pred2.groups),
+                            unsharded=pred2.unsharded)
     return Plan(phases=tuple(phases), unscheduled=resolution.unscheduled, aliases=dict(graph.aliases),
                 sharding=sharding)
 
