@@ -173,32 +173,60 @@ def _load_schedule(path: str, config: Loaded | None) -> Loaded:
 
 
 def _apply_fix(loaded: Loaded, graph: ModelGraph) -> bool:
-    """Write the minimal FSDP override set into the file that configures FSDP; True if written."""
+    """Write fixes into the file that configures sharding; True if anything was written.
+
+    FSDP1: the fewest extra `wrap` overrides that make every FlatParameter single-phase.
+    FSDP2: the plan reordered bottom-up (`.ftsc`), and the root added when phases would mix
+    DTensor and plain parameters or trainable parameters would stay unsynchronized.
+    """
     from ftsc.analyze.resolve import resolve_schedule
-    from ftsc.fix import add_dsl_overrides, add_yaml_overrides
-    from ftsc.shard import fsdp1_analysis
+    from ftsc.fix import add_dsl_overrides, add_yaml_overrides, add_yaml_plan_root, fix_dsl_plan
+    from ftsc.shard import fsdp1_analysis, fsdp2_analysis
     from ftsc.shard.fix import minimal_overrides
 
     schedule = loaded.schedule
     assert schedule is not None
-    analysis = fsdp1_analysis(schedule, graph)
-    if analysis is None or schedule.fsdp is None:
+    resolution = resolve_schedule(schedule, graph)
+    new: str | None = None
+    what = ""
+    if schedule.fsdp is not None:
+        analysis = fsdp1_analysis(schedule, graph)
+        assert analysis is not None
+        names = minimal_overrides(graph, analysis.spec, analysis.prediction, resolution.phase_of)
+        if not names:
+            return False
+        target = schedule.fsdp.span.file or loaded.source
+        yaml = target.path.endswith((".yaml", ".yml"))
+        new = (add_yaml_overrides if yaml else add_dsl_overrides)(target.text, schedule.fsdp, names)
+        what = "wrap " + ", ".join(names) + " in their own FSDP units"
+    elif schedule.fsdp2 is not None:
+        plan = fsdp2_analysis(schedule, graph)
+        assert plan is not None
+        pred = plan.prediction
+        plain = set(pred.unsharded)
+        needs_root = "" not in plan.plan and any(p in plain for p in resolution.phases_of)
+        reorder = bool(pred.skipped)
+        if not needs_root and not reorder:
+            return False
+        target = schedule.fsdp2.span.file or loaded.source
+        if target.path.endswith((".yaml", ".yml")):
+            new = add_yaml_plan_root(target.text, schedule.fsdp2) if needs_root else None
+        else:
+            depth = {id(e): min((m.count(".") + 1 if m else 0 for m, e2 in plan.entry_of.items() if e2 is e),
+                                default=0) for e in schedule.fsdp2.plan}
+            new = fix_dsl_plan(target.text, schedule.fsdp2, depth, needs_root)
+        what = "; ".join(x for x in (reorder and "plan reordered bottom-up", needs_root and "root added to the plan")
+                         if x)
+    else:
         return False
-    names = minimal_overrides(graph, analysis.spec, analysis.prediction, resolve_schedule(schedule, graph).phase_of)
-    if not names:
-        return False
-    target = schedule.fsdp.span.file or loaded.source
-    edit = add_yaml_overrides if target.path.endswith((".yaml", ".yml")) else add_dsl_overrides
-    new = edit(target.text, schedule.fsdp, names)
-    if new is None:
-        sys.stderr.write(f"{target.display_path}: cannot apply the fix automatically; add these FSDP wrap overrides: "
-                         + ", ".join(names) + "\n")
+    if new is None or new == target.text:
+        sys.stderr.write(f"{target.display_path}: cannot apply the fix automatically ({what}); see the help lines\n")
         return False
     try:
         Path(target.path).write_text(new, encoding="utf-8")
     except OSError as err:
         raise UsageError(f"cannot write {target.path}: {err}") from None
-    sys.stderr.write(f"fixed {target.display_path}: wrap " + ", ".join(names) + " in their own FSDP units\n")
+    sys.stderr.write(f"fixed {target.display_path}: {what}\n")
     return True
 
 

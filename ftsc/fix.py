@@ -1,4 +1,5 @@
-"""`ftsc check --fix`: add the suggested FSDP `wrap` overrides to the file that configures FSDP.
+"""`ftsc check --fix`: FSDP `wrap` overrides and FSDP2 plan repairs, written into the file that
+configures sharding.
 
 Input: the text of the file holding the sharding configuration (a `.ftsc` file's `fsdp` block,
 or a LightningCLI config's `strategy_adapter_cfg.awp_overrides`), the `ir.FSDPConfig` read
@@ -53,7 +54,7 @@ def add_yaml_overrides(text: str, config: ir.FSDPConfig, names: list[str]) -> st
     key under the scheduler callback's `init_args` when it is absent.
 
     Example:
-        >>> cfg = ir.FSDPConfig(wrap=(ir.Selector(kind=ir.SelectorKind.FTS, pattern="a", span=ir.Span(31, 34)),))
+        >>> cfg = ir.FSDPConfig(wrap=(ir.Selector(kind=ir.SelectorKind.FTS, pattern="a", span=ir.Span(40, 43)),))
         >>> print(add_yaml_overrides('strategy_adapter_cfg:\\n  awp_overrides: ["a"]\\n', cfg, ["b"]), end="")
         strategy_adapter_cfg:
           awp_overrides: ["a", "b"]
@@ -84,3 +85,56 @@ def add_yaml_overrides(text: str, config: ir.FSDPConfig, names: list[str]) -> st
         pos = m.end() + init.end()
         return text[:pos] + block + text[pos:]
     return text[: m.end()] + f"\n{indent}init_args:\n" + block.rstrip("\n") + text[m.end():]
+
+
+def root_missing(plan_modules: list[str]) -> bool:
+    """True when the FSDP2 plan does not shard the root module."""
+    return "" not in plan_modules
+
+
+def fix_dsl_plan(text: str, config: ir.FSDP2Config, depth_of: dict[int, int], add_root: bool) -> str | None:
+    """Rewrite a `.ftsc` `fsdp2` block's `shard` statements bottom-up (deepest modules first, stable),
+    and append `shard ""` (the root) when asked.
+
+    `depth_of` maps `id(entry)` to the smallest depth (number of dots + 1; root 0) of the modules
+    the entry selects. Entries are moved as their source text, so kwargs and spelling are kept.
+    """
+    entries = list(config.plan)
+    ordered = sorted(entries, key=lambda e: -depth_of.get(id(e), 0))
+    pieces = [text[e.span.start : e.span.end] for e in ordered]
+    out = text
+    for entry, piece in sorted(zip(entries, pieces, strict=True), key=lambda t: -t[0].span.start):
+        out = out[: entry.span.start] + piece + out[entry.span.end :]
+    if add_root:
+        shifted = ir.FSDPConfig(span=ir.Span(config.span.start, config.span.end + len(out) - len(text)))
+        close = shifted.span.end - 1
+        if close < 0 or out[close] != "}":
+            return None
+        line_start, _ = _line_bounds(out, close)
+        before = out[line_start:close]
+        if before.strip():
+            return out[:close].rstrip() + ' shard "" ' + out[close:]
+        indent = re.match(r"[ \t]*", before).group(0)  # type: ignore[union-attr]
+        out = out[:line_start] + f'{indent}    shard ""\n' + out[line_start:]
+    return out
+
+
+def add_yaml_plan_root(text: str, config: ir.FSDP2Config) -> str | None:
+    """Append `'': {}` (shard the root, last) to a LightningCLI config's `fsdp_plan`.
+
+    Example:
+        >>> sel = ir.Selector(kind=ir.SelectorKind.FTS, pattern="a", span=ir.Span(12, 15))
+        >>> cfg = ir.FSDP2Config(plan=(ir.ShardEntry(selector=sel, span=ir.Span(12, 19)),))
+        >>> print(add_yaml_plan_root("fsdp_plan: {'a': {}}\\n", cfg), end="")
+        fsdp_plan: {'a': {}, '': {}}
+    """
+    if not config.plan:
+        return None
+    last = config.plan[-1]
+    end = max(last.span.end, last.selector.span.end)
+    rest = text[end:]
+    if re.match(r"\s*[,}]", rest):
+        return text[:end] + ", '': {}" + rest
+    line_start, line_end = _line_bounds(text, last.selector.span.start)
+    indent = re.match(r"[ \t]*", text[line_start:line_end]).group(0)  # type: ignore[union-attr]
+    return text[:line_end] + f"\n{indent}'': {{}}" + text[line_end:]
