@@ -206,7 +206,11 @@ def _apply_fix(loaded: Loaded, graph: ModelGraph) -> bool:
         plain = set(pred.unsharded)
         needs_root = "" not in plan.plan and any(p in plain for p in resolution.phases_of)
         reorder = bool(pred.skipped)
-        if not needs_root and not reorder:
+        # A tie split across plan groups: drop the groups of the tied modules below the last
+        # (outermost) one, so a common ancestor manages every alias.
+        drop = frozenset(id(plan.entry_of[g]) for groups in pred.multi.values() for g in groups[:-1]
+                         if g in plan.entry_of)
+        if not needs_root and not reorder and not drop:
             return False
         target = schedule.fsdp2.span.file or loaded.source
         if target.path.endswith((".yaml", ".yml")):
@@ -214,9 +218,9 @@ def _apply_fix(loaded: Loaded, graph: ModelGraph) -> bool:
         else:
             depth = {id(e): min((m.count(".") + 1 if m else 0 for m, e2 in plan.entry_of.items() if e2 is e),
                                 default=0) for e in schedule.fsdp2.plan}
-            new = fix_dsl_plan(target.text, schedule.fsdp2, depth, needs_root)
-        what = "; ".join(x for x in (reorder and "plan reordered bottom-up", needs_root and "root added to the plan")
-                         if x)
+            new = fix_dsl_plan(target.text, schedule.fsdp2, depth, needs_root, drop)
+        what = "; ".join(x for x in (reorder and "plan reordered bottom-up", needs_root and "root added to the plan",
+                                     drop and "tied modules left to a common ancestor's group") if x)
     else:
         return False
     if new is None or new == target.text:

@@ -92,9 +92,11 @@ def root_missing(plan_modules: list[str]) -> bool:
     return "" not in plan_modules
 
 
-def fix_dsl_plan(text: str, config: ir.FSDP2Config, depth_of: dict[int, int], add_root: bool) -> str | None:
+def fix_dsl_plan(text: str, config: ir.FSDP2Config, depth_of: dict[int, int], add_root: bool,
+                 drop: frozenset[int] = frozenset()) -> str | None:
     """Rewrite a `.ftsc` `fsdp2` block's `shard` statements bottom-up (deepest modules first, stable),
-    and append `shard ""` (the root) when asked.
+    drop the entries in `drop` (ids; e.g. a tied module's own group, so that the tie's common
+    ancestor manages both aliases), and append `shard ""` (the root) when asked.
 
     `depth_of` maps `id(entry)` to the smallest depth (number of dots + 1; root 0) of the modules
     the entry selects. Entries are moved as their source text, so kwargs and spelling are kept.
@@ -103,7 +105,15 @@ def fix_dsl_plan(text: str, config: ir.FSDP2Config, depth_of: dict[int, int], ad
     ordered = sorted(entries, key=lambda e: -depth_of.get(id(e), 0))
     pieces = [text[e.span.start : e.span.end] for e in ordered]
     out = text
-    for entry, piece in sorted(zip(entries, pieces, strict=True), key=lambda t: -t[0].span.start):
+    for entry, (piece, kept) in sorted(zip(entries, zip(pieces, ordered, strict=True), strict=True),
+                                       key=lambda t: -t[0].span.start):
+        if id(kept) in drop:  # remove the whole `shard ...` line
+            line_start, line_end = _line_bounds(out, entry.span.start)
+            head = out[line_start : entry.span.start].strip()
+            if head in ("", "shard") and not out[entry.span.end : line_end].strip():
+                out = out[:line_start] + out[min(line_end + 1, len(out)):]
+                continue
+            return None
         out = out[: entry.span.start] + piece + out[entry.span.end :]
     if add_root:
         shifted = ir.FSDPConfig(span=ir.Span(config.span.start, config.span.end + len(out) - len(text)))

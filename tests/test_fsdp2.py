@@ -101,3 +101,13 @@ def test_user_fully_shard_calls_compose_with_the_plan(tmp_path: Path, capsys: py
     assert doc["sharding"]["kind"] == "fsdp2"
     assert units == [("model.1", 4), ("model.0, model.2", 4), ("model", 0)]
     assert doc["diagnostics"][0]["code"] == "FTS403"  # model.1.0 is already managed by the user's group
+
+
+def test_fix_leaves_tied_modules_to_a_common_ancestor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sched = tmp_path / "s.ftsc"
+    sched.write_text('phase 0 { thaw glob "**" }\nfsdp2 {\n    shard model.lm_head\n    shard ""\n}\n')
+    target = f"{MODELS}:llama_tied_lm"
+    _check([str(sched), "--model", target, "--fix"], capsys)
+    assert "lm_head" not in sched.read_text()
+    rc, diags = _check([str(sched), "--model", target, "--strict"], capsys)
+    assert rc == 0 and [d for d in diags if d["severity"] != "info"] == []
