@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ftsc.model.graph import ModelGraph, parent_of
+from ftsc.shard.objects import ModuleObjects
 
 BATCHNORM = "torch.nn.modules.batchnorm._BatchNorm"
 CONTAINERS = ("torch.nn.modules.container.ModuleList", "torch.nn.modules.container.ModuleDict")
@@ -51,6 +52,7 @@ class FSDP1Spec:
     mixed_precision: bool = False  # Lightning always passes a MixedPrecision config
     lightning: bool = False  # wrap each direct child of the root (LightningModule flow)
     manual: tuple[str, ...] = ()  # modules the model wraps itself in configure_model (call order)
+    world_size: int = 2  # only size-based revisits of shared modules depend on it (rank 0 is predicted)
 
     @property
     def has_policy(self) -> bool:
@@ -97,46 +99,7 @@ def class_matches(written: str, qualname: str) -> bool:
     return bool(pkg) and qualname.rpartition(".")[2] == name and qualname.startswith(pkg + ".")
 
 
-class _Tree:
-    """Module objects (by primary FQN) with every registration edge, and direct parameters."""
-
-    def __init__(self, graph: ModelGraph) -> None:
-        self.graph = graph
-        self.children: dict[str, list[tuple[str, str]]] = {m: [] for m in graph.modules}  # obj -> [(path, obj)]
-        obj = graph.module_aliases.get
-        for m in graph.modules[1:]:
-            self.children[parent_of(m)].append((m, m))
-        for m, entry in graph.module_entries.items():
-            for alias in entry.aliases:
-                parent = parent_of(alias)
-                self.children[obj(parent, parent)].append((alias, m))
-        self.regs: dict[str, list[str]] = {m: [] for m in graph.modules}  # module obj -> params registered on it
-        self.reg_paths: dict[str, list[tuple[str, str]]] = {}  # param -> [(path, module obj)]
-        for p in graph.params:
-            for path in (p, *graph.param_entries[p].aliases):
-                owner = parent_of(path)
-                owner = obj(owner, owner)
-                if p not in self.regs[owner]:
-                    self.regs[owner].append(p)
-                self.reg_paths.setdefault(p, []).append((path, owner))
-
-    def subtree(self, root: str) -> list[str]:
-        """Module objects reachable from `root`, first-encounter pre-order (`named_modules`)."""
-        seen: dict[str, None] = {}
-        stack = [root]
-        while stack:
-            m = stack.pop()
-            if m in seen:
-                continue
-            seen[m] = None
-            stack.extend(child for _, child in reversed(self.children[m]))
-        return list(seen)
-
-    def is_a(self, module: str, classes: Sequence[str]) -> bool:
-        return any(class_matches(c, q) for c in classes for q in self.graph.mro(module))
-
-
-def _post_order(tree: _Tree, root: str) -> Iterator[str]:
+def _post_order(tree: ModuleObjects, root: str) -> Iterator[str]:
     """`_post_order_apply` order: DFS over children with a global visited set."""
     visited: set[str] = set()
 
@@ -153,12 +116,14 @@ def _post_order(tree: _Tree, root: str) -> Iterator[str]:
 class _Wrapper:
     """Builds units for one FSDP root, tracking what is already flattened."""
 
-    def __init__(self, tree: _Tree, spec: FSDP1Spec, ignored_mods: set[str], ignored_params: set[str],
+    def __init__(self, tree: ModuleObjects, spec: FSDP1Spec, ignored_mods: set[str], ignored_params: set[str],
                  taken: set[str], consumed: set[tuple[str, str]]) -> None:
         self.tree, self.spec = tree, spec
         self.ignored_mods, self.ignored_params = ignored_mods, ignored_params
         self.taken, self.consumed = taken, consumed  # params (orig=True) / (module, param) registrations (False)
         self.units: list[Unit] = []
+        self.flat_local: dict[str, int] = {}  # unit module obj -> its FlatParameter's local numel (False)
+        self.rank0_view: dict[str, int] = {}  # param -> numel of rank 0's shard view of it (True)
 
     def make_unit(self, name: str, obj: str, *, root: bool = False) -> None:
         managed: dict[str, None] = {}
@@ -175,25 +140,52 @@ class _Wrapper:
                 managed[p] = None
         for p in managed:
             self.taken.add(p)
+        self._layout(obj, list(managed))
         if not self.spec.use_orig_params:
             self.consumed.update((m, p) for m in mods for p in self.tree.regs[m] if p in managed)
         self.units.append(Unit(name=name, params=tuple(managed), root=root))
 
+    def _layout(self, obj: str, params: list[str]) -> None:
+        """Sharded sizes torch leaves behind, seen when a size policy revisits a shared module."""
+        ws, graph = max(self.spec.world_size, 1), self.tree.graph
+        if not self.spec.use_orig_params:
+            total = sum(graph.numel(p) for p in params)
+            if total:
+                self.flat_local[obj] = -(-total // ws)
+            return
+        offsets, total = [], 0
+        for p in params:  # use_orig_params=True aligns each parameter to 16 bytes
+            align = max(16 // _itemsize(graph.param_entries[p].dtype), 1)
+            total += -total % align
+            offsets.append(total)
+            total += graph.numel(p)
+        shard = -(-(total + -total % ws) // ws)
+        for p, start in zip(params, offsets, strict=True):
+            self.rank0_view[p] = max(0, min(start + graph.numel(p), shard) - start) if start < shard else 0
+
     def numel_live(self, obj: str) -> int:
+        """`sum(p.numel() for p in module.parameters())` as torch sees it at this point (rank 0)."""
         total = 0
         seen: set[str] = set()
         for m in self.tree.subtree(obj):
+            total += self.flat_local.get(m, 0)
             for p in self.tree.regs[m]:
                 if p in seen or p in self.ignored_params:
                     continue
                 seen.add(p)
-                if (p in self.taken) if self.spec.use_orig_params else ((m, p) in self.consumed):
-                    continue
-                total += self.tree.graph.numel(p)
+                if self.spec.use_orig_params:
+                    total += self.rank0_view[p] if p in self.taken else self.tree.graph.numel(p)
+                elif (m, p) not in self.consumed:
+                    total += self.tree.graph.numel(p)
         return total
 
 
-def _module_policy_targets(tree: _Tree, spec: FSDP1Spec, root: str, ignored: set[str]) -> set[str]:
+def _itemsize(dtype: str) -> int:
+    return {"float64": 8, "int64": 8, "complex64": 8, "float16": 2, "bfloat16": 2, "int16": 2,
+            "int8": 1, "uint8": 1, "bool": 1}.get(dtype, 4)
+
+
+def _module_policy_targets(tree: ModuleObjects, spec: FSDP1Spec, root: str, ignored: set[str]) -> set[str]:
     targets = set()
     for m in tree.subtree(root):
         if m in ignored or m == root:
@@ -218,7 +210,7 @@ def _wrap_root(w: _Wrapper, name: str, obj: str) -> None:
     w.make_unit(name, obj, root=True)
 
 
-def _first_paths(tree: _Tree, root: str, root_path: str) -> Iterator[tuple[str, str]]:
+def _first_paths(tree: ModuleObjects, root: str, root_path: str) -> Iterator[tuple[str, str]]:
     """(path, module obj) for each module under `root`, at the path of its first visit."""
     seen: set[str] = set()
 
@@ -269,7 +261,7 @@ def predict(graph: ModelGraph, spec: FSDP1Spec) -> Prediction:
         >>> [(u.name, u.params) for u in p.units]
         [('layers.0', ('layers.0.w',)), ('head', ('head.w',)), ('', ('layers.1.w',))]
     """
-    tree = _Tree(graph)
+    tree = ModuleObjects(graph)
     ignored_mods: set[str] = set()
     for m in spec.ignored:
         obj = graph.module_aliases.get(m, m)

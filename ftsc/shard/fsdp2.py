@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ftsc.model.graph import ModelGraph, parent_of
+from ftsc.shard.objects import ModuleObjects
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,39 +64,6 @@ class Prediction2:
         return None
 
 
-class _Objects:
-    """Module objects with every registration edge and the parameters registered on each."""
-
-    def __init__(self, graph: ModelGraph) -> None:
-        obj = graph.module_aliases.get
-        self.children: dict[str, list[str]] = {m: [] for m in graph.modules}
-        for m in graph.modules[1:]:
-            self.children[parent_of(m)].append(m)
-        for m, entry in graph.module_entries.items():
-            for alias in entry.aliases:
-                parent = parent_of(alias)
-                self.children[obj(parent, parent)].append(m)
-        self.regs: dict[str, list[str]] = {m: [] for m in graph.modules}
-        self.paths: dict[str, list[tuple[str, str]]] = {}  # param -> [(path, module obj)]
-        for p in graph.params:
-            for path in (p, *graph.param_entries[p].aliases):
-                owner = parent_of(path)
-                owner = obj(owner, owner)
-                if p not in self.regs[owner]:
-                    self.regs[owner].append(p)
-                self.paths.setdefault(p, []).append((path, owner))
-
-    def subtree(self, root: str) -> set[str]:
-        seen: set[str] = set()
-        stack = [root]
-        while stack:
-            m = stack.pop()
-            if m not in seen:
-                seen.add(m)
-                stack.extend(self.children[m])
-        return seen
-
-
 def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequence[str]] = ()) -> Prediction2:
     """Predict the groups `fully_shard` builds for the user's calls, then the plan.
 
@@ -105,7 +73,7 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
         >>> [(x.name, x.params) for x in p.groups], p.unsharded
         ([('layers.0', ('layers.0.w',)), ('layers.1', ('layers.1.w',))], ('head.w',))
     """
-    objs = _Objects(graph)
+    objs = ModuleObjects(graph)
     state_roots: set[str] = set()  # modules carrying fully_shard state
     managed: dict[str, str] = {}  # module -> group that manages it
     dtensor: dict[tuple[str, str], str] = {}  # (module obj, param) registration -> group that sharded it
@@ -122,7 +90,7 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
 
         def dfs(m: str) -> None:
             visited.add(m)
-            for c in objs.children[m]:
+            for _, c in objs.children[m]:
                 if c not in visited and c not in state_roots:
                     dfs(c)
             order.append(m)
@@ -142,10 +110,10 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
         state_roots.update(roots)
         for m in order:
             managed.setdefault(m, name)
-        reach = set().union(*(objs.subtree(r) for r in roots)) if roots else set()
+        reach = {m for r in roots for m in objs.subtree(r)}
         for p in params:
             owners.setdefault(p, []).append(name)
-            for _, owner in objs.paths[p]:
+            for _, owner in objs.reg_paths[p]:
                 if owner in reach:
                     dtensor[(owner, p)] = name
         groups.append(Group(name=name, modules=tuple(modules), params=tuple(params), source=source))
@@ -159,10 +127,10 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
             skipped.append(Skipped(module=module, by=holder))
             continue
         apply([module], "plan")
-    unsharded = tuple(p for p in graph.params if (objs.paths[p][0][1], p) not in dtensor)
+    unsharded = tuple(p for p in graph.params if (objs.reg_paths[p][0][1], p) not in dtensor)
     multi = {p: tuple(gs) for p, gs in owners.items() if len(gs) > 1}
     untied: dict[str, tuple[str, ...]] = {}
-    for p, paths in objs.paths.items():
+    for p, paths in objs.reg_paths.items():
         plain = [path for path, owner in paths if (owner, p) not in dtensor]
         if plain and len(plain) < len(paths):
             untied[p] = tuple(plain)
