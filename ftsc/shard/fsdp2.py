@@ -14,8 +14,10 @@ The rules (torch 2.13 `fully_shard`, FTS 2.14 `_apply_fsdp_plan`; verified diffe
   DTensors of this group, and every registration of them under `M` is replaced.
 - A call that meets a parameter an earlier group already turned into a DTensor (a shared
   module in two sharded subtrees) raises at the call.
-- A tied parameter reached by two groups gets two DTensors: the first forward raises. One
-  alias sharded and one not: a silent untie.
+- A tied parameter reached by two groups gets two DTensors. The first forward raises when one
+  sharded module contains both groups (the lazy-init root validates the groups under it);
+  otherwise each group is its own root and the tie is silently split. One alias sharded and
+  one not: a silent untie.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class Prediction2:
     groups: tuple[Group, ...]
     unsharded: tuple[str, ...]  # primary FQNs still plain tensors
     skipped: tuple[Skipped, ...] = ()
-    multi: dict[str, tuple[str, ...]] = field(default_factory=dict)  # param -> groups (>1: error at forward)
+    multi: dict[str, tuple[str, ...]] = field(default_factory=dict)  # param -> groups managing it (>1)
+    multi_raises: dict[str, bool] = field(default_factory=dict)  # param -> the first forward raises
     untied: dict[str, tuple[str, ...]] = field(default_factory=dict)  # param -> plain alias paths (silent untie)
     failed: tuple[tuple[str, str], ...] = ()  # (group, param) a call re-shards: raises at fully_shard()
 
@@ -129,13 +132,28 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
         apply([module], "plan")
     unsharded = tuple(p for p in graph.params if (objs.reg_paths[p][0][1], p) not in dtensor)
     multi = {p: tuple(gs) for p, gs in owners.items() if len(gs) > 1}
+    root_of = _lazy_init_roots(groups)
+    multi_raises = {p: len({root_of[g] for g in gs}) < len(gs) for p, gs in multi.items()}
     untied: dict[str, tuple[str, ...]] = {}
     for p, paths in objs.reg_paths.items():
         plain = [path for path, owner in paths if (owner, p) not in dtensor]
         if plain and len(plain) < len(paths):
             untied[p] = tuple(plain)
     return Prediction2(groups=tuple(groups), unsharded=unsharded, skipped=tuple(skipped), multi=multi,
-                       untied=untied, failed=tuple(failed))
+                       multi_raises=multi_raises, untied=untied, failed=tuple(failed))
+
+
+def _contains(outer: str, inner: str) -> bool:
+    return outer == "" or inner == outer or inner.startswith(outer + ".")
+
+
+def _lazy_init_roots(groups: Sequence[Group]) -> dict[str, str]:
+    """Group -> the outermost group whose modules contain it (the FSDP root at lazy init)."""
+    out: dict[str, str] = {}
+    for g in groups:
+        containing = [r for r in groups if all(any(_contains(m_r, m) for m_r in r.modules) for m in g.modules)]
+        out[g.name] = min(containing, key=lambda r: min(len(m) for m in r.modules) if r.modules else 0).name
+    return out
 
 
 def _managing(module: str, managed: dict[str, str]) -> str | None:

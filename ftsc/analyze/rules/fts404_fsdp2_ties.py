@@ -25,11 +25,13 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     span = schedule.fsdp2.span if schedule.fsdp2 else None
     for param, groups in pred.multi.items():
         paths = [param, *ctx.graph.param_entries[param].aliases]
+        effect = ("torch >= 2.13 raises at the first forward: \"shared with a parameter already managed by another "
+                  "FSDP group\"" if pred.multi_raises.get(param) else
+                  "no sharded module contains both groups, so nothing checks them: each alias becomes its own "
+                  "DTensor and the tie is silently split (the copies train apart)")
         yield make("FTS404", ctx.source, span, param=param, label="tie split across groups",
                    notes=(f"`{param}` ({', '.join(paths)}) is managed by groups " + ", ".join(
-                       f"`{g or '<root>'}`" for g in groups),
-                          "torch >= 2.13 raises at the first forward: \"shared with a parameter already managed by "
-                          "another FSDP group\""),
+                       f"`{g or '<root>'}`" for g in groups), effect),
                    help="shard the tied modules together: one list-form call `fully_shard([a, b])`, or a common "
                         "ancestor only",
                    data={"param": param, "groups": list(groups)})
