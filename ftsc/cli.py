@@ -72,10 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     man.add_argument("-o", "--output", metavar="M", help="write here instead of stdout")
 
     init = sub.add_parser("init", help="write a default schedule for a model")
-    _model_args(init, strategy=False)
-    init.add_argument("--style", choices=("fts", "module"), default="fts",
+    _model_args(init)
+    init.add_argument("--style", choices=("fts", "module", "unit"), default=None,
                       help="fts: FinetuningScheduler's default (two parameters per phase); "
-                           "module: one module per phase, never split")
+                           "module: one module per phase, never split; unit: one FSDP unit / fully_shard "
+                           "group per phase (the default with an FSDP strategy from --lightning-config)")
     init.add_argument("--to", choices=("ftsc", "fts-yaml"), default="ftsc", help="output format (default: ftsc)")
     init.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
 
@@ -325,7 +326,25 @@ def _cmd_init(args: argparse.Namespace) -> int:
     graph = load_graph(args.model, args.manifest, parse_kwargs(args.model_kwargs))
     if not graph.params:
         raise UsageError("the model has no parameters: nothing to schedule")
-    text, _ = convert(default_schedule(graph, args.style), args.to)
+    config = _load_config(args.lightning_config)
+    sharded = config is not None and config.schedule is not None and (
+        config.schedule.fsdp is not None or config.schedule.fsdp2 is not None)
+    style = args.style or ("unit" if sharded else "fts")
+    if style == "unit":
+        if not sharded:
+            raise UsageError("--style unit needs --lightning-config with an FSDPStrategy or ModelParallelStrategy")
+        from ftsc.generate import unit_schedule
+        from ftsc.shard import fsdp1_analysis, fsdp2_analysis
+
+        assert config is not None and config.schedule is not None
+        one, two = fsdp1_analysis(config.schedule, graph), fsdp2_analysis(config.schedule, graph)
+        units = ([(u.name, u.params) for u in one.prediction.units] if one else
+                 [(g.modules[0], g.params) for g in two.prediction.groups])
+        unsharded = one.prediction.unsharded if one else two.prediction.unsharded
+        schedule = unit_schedule(graph, units, unsharded)
+    else:
+        schedule = default_schedule(graph, style)
+    text, _ = convert(schedule, args.to)
     _write(text, args.output)
     return EXIT_OK
 

@@ -9,9 +9,14 @@ Two styles:
   bias can land in different phases.
 - `module`: the same reverse order, but one phase per module that registers parameters
   directly, so a module's parameters are never split across phases.
+- `unit` (with an FSDP strategy): one phase per FSDP unit / `fully_shard` group with
+  parameters, last wrapped first (the root's leftovers thaw last), then the parameters in no
+  unit; no FlatParameter or group ever spans phases.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from ftsc import ir
 from ftsc.model.graph import ModelGraph, parent_of
@@ -48,3 +53,36 @@ def default_groups(graph: ModelGraph, style: str = "fts") -> list[list[str]]:
 def default_schedule(graph: ModelGraph, style: str = "fts") -> ir.Schedule:
     """The default schedule of `style` as IR."""
     return ir.Schedule(phases=tuple(_phase(i, g) for i, g in enumerate(default_groups(graph, style))))
+
+
+def _contains(outer: str, inner: str) -> bool:
+    return outer != inner and (outer == "" or inner.startswith(outer + "."))
+
+
+def unit_schedule(graph: ModelGraph, units: Sequence[tuple[str, Sequence[str]]],
+                  unsharded: Sequence[str]) -> ir.Schedule:
+    """One phase per unit with parameters, then the unsharded parameters.
+
+    `units` are `(module FQN, params)` in wrap/application order. Leaf units come first, last
+    wrapped first (the head before the body); units that enclose other units (FSDP roots
+    holding the leftovers) follow, innermost first. A tied parameter copied into two units
+    thaws with the first phase that lists it.
+
+    Example:
+        >>> g = ModelGraph.from_names(["a.w", "b.w", "c.w", "d.w"])
+        >>> s = unit_schedule(g, [("a", ["a.w"]), ("b", ["b.w"]), ("", ["c.w"])], ["d.w"])
+        >>> [p.selectors[0].pattern for p in s.phases]
+        ['b.w', 'a.w', 'c.w', 'd.w']
+    """
+    names = [n for n, _ in units]
+    ordered = list(reversed(list(units)))
+    leaves = [u for u in ordered if not any(_contains(u[0], n) for n in names)]
+    outers = [u for u in units if any(_contains(u[0], n) for n in names)]
+    groups: list[list[str]] = []
+    seen: set[str] = set()
+    for params in [*(list(p) for _, p in leaves), *(list(p) for _, p in outers), list(unsharded)]:
+        fresh = [p for p in params if p not in seen]
+        seen.update(fresh)
+        if fresh:
+            groups.append(fresh)
+    return ir.Schedule(phases=tuple(_phase(i, g) for i, g in enumerate(groups)))

@@ -64,7 +64,7 @@ def parse_info(text: str | None) -> dict[int, list[str]]:
     if not text or MIXED not in text:
         return {}
     out: dict[int, list[str]] = {}
-    parts = re.split(r"^\s*Phase (\d+):\s*$", text.split("mixed parameter groups:", 1)[1], flags=re.M)
+    parts = re.split(r"^\s*Phase (\d+):\s*$", text.split("mixed parameter groups:", 1)[1], flags=re.MULTILINE)
     for phase, body in zip(parts[1::2], parts[2::2]):
         out[int(phase)] = sorted(re.findall(r"'([^']+)':\s*<class", body))
     return out

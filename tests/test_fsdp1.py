@@ -168,3 +168,22 @@ def test_manual_wrap_calls_are_recorded_and_predicted() -> None:
         real, unsharded = real_units(module, spec)
         assert {u.name: list(u.params) for u in pred.units} == real
         assert sorted(pred.unsharded) == sorted(unsharded) == ["model.0.bias", "model.0.weight"]
+
+
+@pytest.mark.parametrize("config", ["fsdp_seed/deberta_layer_only.yaml", "fsdp2_seed/llama_plan.yaml"])
+def test_init_with_a_strategy_aligns_phases_to_units(tmp_path: Path, config: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`init --lightning-config` (FSDP1 or FSDP2) writes one phase per unit: no sharding diagnostics."""
+    src = REPO / "tests" / "data" / config
+    for f in src.parent.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    cfg = tmp_path / src.name
+    model = f"{REPO / 'tests' / 'models.py'}:{'deberta_v2_lm' if 'deberta' in config else 'llama_lm'}"
+    out = tmp_path / "init.yaml"
+    assert main(["init", "--model", model, "--lightning-config", str(cfg), "--to", "fts-yaml", "-o", str(out)]) == 0
+    rc, diags = _json_check([str(out), "--lightning-config", str(cfg), "--model", model], capsys)
+    # FTS206 (the config's max_depth) and FTS407 (the seed plan leaves embeddings/norm unsharded) are
+    # about the config, not the generated schedule.
+    codes = [d["code"] for d in diags if d["code"][:4] in ("FTS2", "FTS3", "FTS4")]
+    assert [c for c in codes if c not in ("FTS206", "FTS407")] == []
+    assert rc == 0

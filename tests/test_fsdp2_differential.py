@@ -132,6 +132,12 @@ def _primary_of(model: nn.Module) -> dict[str, str]:
     return {n: primary[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
 
 
+def _primary_of_after(model: nn.Module, built: nn.Module) -> dict[str, str]:
+    """Registration path -> primary FQN, taken from the unsharded twin `built` (paths are identical)."""
+    return {path: p for path, p in _primary_of(built).items() if path in dict(model.named_parameters(
+        remove_duplicate=False))}
+
+
 def _forward_error(model: nn.Module, call: Callable[[nn.Module], Any]) -> str | None:
     try:
         call(model)
@@ -335,21 +341,21 @@ def test_predict2_matches_fully_shard(c: Case) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tied parameters managed by two groups (`multi`): the documented consequence (predict2's rules,
-# FTS404's note) is that the first forward raises FSDP's duplicate-parameter `ValueError`.
-
-_NO_COMMON_ROOT = ("no sharded module contains both groups, so each group is its own FSDP root at lazy "
-                   "init and `_validate_no_duplicate_params` never sees both: the forward runs and the tie "
-                   "is silently split into two DTensors (ftsc: `multi` + FTS404 'raises at the first forward')")
+# Tied parameters managed by two groups (`multi`): the first forward raises FSDP's duplicate-parameter
+# `ValueError` iff one sharded module contains both groups (`multi_raises`); otherwise each group is its
+# own FSDP root at lazy init and the tie is silently split into two DTensors.
 
 MULTI_CASES = [
     pytest.param(models.llama_tied_lm, (*SEED_PLAN, ""), _token_forward, id="llama-tied/seed-plan+root"),
     pytest.param(models.llama_tied_lm, ("model.lm_head", "model.model.embed_tokens", ""), _token_forward,
                  id="llama-tied/head+embed+root"),
-    pytest.param(models.gpt2_lm, ("model.lm_head", "model.transformer.wte"), _token_forward, id="gpt2/head+wte",
-                 marks=pytest.mark.xfail(strict=True, reason=_NO_COMMON_ROOT)),
-    pytest.param(models.shared_linear_lm, ("model.0", "model.1"), _toy_forward, id="shared-linear/two-groups",
-                 marks=pytest.mark.xfail(strict=True, reason=_NO_COMMON_ROOT)),
+    # no sharded common ancestor: no error, the tie splits
+    pytest.param(models.gpt2_lm, ("model.lm_head", "model.transformer.wte"), _token_forward, id="gpt2/head+wte"),
+    pytest.param(models.shared_linear_lm, ("model.0", "model.1"), _toy_forward, id="shared-linear/two-groups"),
+    pytest.param(models.shared_linear_lm, ("model.0", "model.1", ""), _toy_forward,
+                 id="shared-linear/two-groups+root"),
+    pytest.param(models.gpt2_lm, ("model.lm_head", "model.transformer.wte", "model.transformer"), _token_forward,
+                 id="gpt2/head+wte+transformer"),
     # no multi: the forward must not raise the duplicate error
     pytest.param(models.llama_tied_lm, (*LAYERS, ""), _token_forward, id="llama-tied/layers+root"),
     pytest.param(models.gpt2_lm, ("model.transformer.h.0", "model.transformer.h.1", ""), _token_forward,
@@ -365,21 +371,26 @@ def test_multi_raises_at_first_forward(factory: Callable[[], nn.Module], plan: t
     pred = predict2(ModelGraph(extract(built)), list(plan))
     real = real_groups(real_model, list(plan))
     assert real["error"] is None
+    assert set(pred.multi_raises) == set(pred.multi)
     err = _forward_error(real_model, forward)
-    if pred.multi:
-        assert err is not None and DUP in err, f"forward error: {err}"
-    else:
-        assert err is None or DUP not in err, err
+    raises = err is not None and DUP in err
+    assert raises == any(pred.multi_raises.values()), f"predicted {pred.multi_raises}, forward error: {err}"
+    if not raises:
+        assert err is None or "missing the required \"forward\"" in err, err
+    for p, groups in pred.multi.items():  # two distinct DTensors, one per group, whether or not it raises
+        regs = [real_model.get_parameter(path) for path, q in _primary_of_after(real_model, built).items() if q == p]
+        assert len({id(x) for x in regs}) >= len(groups)
 
 
 def test_multi_without_common_root_splits_the_tie() -> None:
-    """What actually happens in the xfailed cases above: both aliases become distinct DTensors."""
+    """No sharded module contains both groups: both aliases become distinct DTensors, the forward runs."""
     from torch.distributed.tensor import DTensor
 
     built, real_model = _twice(models.gpt2_lm)
     plan = ["model.lm_head", "model.transformer.wte"]
-    assert predict2(ModelGraph(extract(built)), plan).multi == {
-        "model.transformer.wte.weight": ("model.lm_head", "model.transformer.wte")}
+    pred = predict2(ModelGraph(extract(built)), plan)
+    assert pred.multi == {"model.transformer.wte.weight": ("model.lm_head", "model.transformer.wte")}
+    assert pred.multi_raises == {"model.transformer.wte.weight": False}
     real_groups(real_model, plan)
     head, wte = real_model.model.lm_head.weight, real_model.model.transformer.wte.weight
     assert isinstance(head, DTensor) and isinstance(wte, DTensor) and head is not wte
