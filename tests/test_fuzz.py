@@ -541,3 +541,65 @@ def test_hypothesis_byte_mutations(seed: str, data: bytes, pos: float, trunc: fl
     raw = raw[: int(len(raw) * (1 - trunc * 0.5))]
     cut = int(len(raw) * pos)
     _check_input(tmp_path, "h.ftsc", raw[:cut] + data + raw[cut:], capsys)
+
+
+# --- model-aware fuzzing: the same mutants checked against a manifest, and mutated manifests --------
+
+
+def _doc_manifest(tmp_path: Path) -> str:
+    from .docmodel import doc_graph
+
+    path = tmp_path / "model.json"
+    path.write_text(doc_graph().manifest.dumps())
+    return str(path)
+
+
+def _check_with_model(tmp_path: Path, name: str, data: bytes, manifest: str,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    for argv in (["check", str(path), "--manifest", manifest], ["compile", str(path), "--manifest", manifest]):
+        status, out, err, elapsed = _run_cli(argv, capsys)
+        context = f"{argv[0]} --manifest on {data[:200]!r}... ({len(data)} bytes)"
+        assert status in (0, 1), f"{context}: exit {status}\n{err}"
+        assert "Traceback" not in err and "FTS901" not in out + err, f"{context}\n{out}\n{err}"
+        assert elapsed < TIME_LIMIT_S, f"{context}: took {elapsed:.1f}s"
+
+
+@pytest.mark.parametrize("kind", ["ftsc", "yaml"])
+def test_mutants_against_a_model(kind: str, in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = _doc_manifest(in_tmp)
+    rng = random.Random(3000 + len(kind))
+    seeds = DSL_SEEDS + DSL_EXTRA[:5] if kind == "ftsc" else YAML_SEEDS
+    for n in range(N_MUTANTS):
+        name = f"m{n}.ftsc" if kind == "ftsc" else f"m{n}_ft_schedule.yaml"
+        _check_with_model(in_tmp, name, _mutate(rng, rng.choice(seeds), kind), manifest, capsys)
+    for n, seed in enumerate(seeds):  # the seeds themselves, unmutated
+        _check_with_model(in_tmp, f"s{n}.{'ftsc' if kind == 'ftsc' else 'yaml'}", seed.encode(), manifest, capsys)
+
+
+def test_mutated_manifests_exit_0_1_or_2(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A damaged manifest is exit status 2 with a message naming the problem, never a traceback."""
+    good = Path(_doc_manifest(in_tmp)).read_text()
+    sched = in_tmp / "s.ftsc"
+    sched.write_text('phase 0 { thaw glob "model.head.*" }\nfsdp { wrap model.head }\n')
+    rng = random.Random(4000)
+    pieces = ['"name"', '"shape"', "[", "]", "{", "}", ",", ":", "null", "-1", "true", '"x"', "1e999", '""']
+    for n in range(N_MUTANTS):
+        text = good
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(text))
+            op = rng.randrange(3)
+            if op == 0:
+                text = text[:i] + text[i + rng.randint(1, 40):]
+            elif op == 1:
+                text = text[:i] + rng.choice(pieces) + text[i:]
+            else:
+                text = text.replace(rng.choice(pieces), rng.choice(pieces), 1)
+        path = in_tmp / f"m{n}.json"
+        path.write_text(text)
+        status, out, err, _ = _run_cli(["check", str(sched), "--manifest", str(path)], capsys)
+        assert status in (0, 1, 2), f"exit {status} for {text[:300]!r}"
+        assert "Traceback" not in err and "FTS901" not in out + err, f"{text[:300]!r}\n{err}"
+        if status == 2:
+            assert "ftsc: error:" in err

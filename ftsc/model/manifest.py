@@ -197,18 +197,29 @@ def from_json(doc: Any) -> Manifest:
 
 
 def _check_names(modules: Sequence[ModuleEntry], params: Sequence[ParamEntry]) -> None:
+    """Names are unique, and every module, alias and parameter hangs off a listed module."""
+    primary: set[str] = set()
     seen: set[str] = set()
     for m in modules:
         for n in (m.name, *m.aliases):
             _require(n not in seen, "modules", f"module name {n!r} appears twice")
             seen.add(n)
+        if m.name:
+            parent = m.name.rpartition(".")[0]
+            _require(parent in primary, "modules",
+                     f"module {m.name!r} comes before (or without) its parent {parent!r} (`named_modules()` order)")
+        primary.add(m.name)
+    for m in modules:
+        for a in m.aliases:
+            _require(a != "" and a.rpartition(".")[0] in seen, "modules",
+                     f"alias {a!r} of module {m.name!r} has no parent module in `modules`")
     seen_p: set[str] = set()
     for p in params:
         for n in (p.name, *p.aliases):
             _require(n not in seen_p, "parameters", f"parameter name {n!r} appears twice")
             seen_p.add(n)
-        parent = p.name.rpartition(".")[0]
-        _require(parent in seen, "parameters", f"parameter {p.name!r} has no module {parent!r} in `modules`")
+            parent = n.rpartition(".")[0]
+            _require(parent in seen, "parameters", f"parameter {n!r} has no module {parent!r} in `modules`")
 
 
 def read(path: str | Path) -> Manifest:
