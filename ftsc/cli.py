@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -435,6 +436,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_FAILURE
+    # A run builds many small long-lived objects (a 100k-parameter manifest is ~10^6) and frees
+    # them at exit: the cyclic collector would only rescan them, so it is paused for the command.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _dispatch(args)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "check":
             return _cmd_check(args, load_settings())

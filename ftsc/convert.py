@@ -9,14 +9,17 @@ provably equivalent (the pattern cannot be an exact FQN, so only `re.match` appl
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ftsc import ir
 from ftsc.diagnostics import Diagnostic
 from ftsc.emit_yaml import to_fts_yaml
 from ftsc.fmt import format_schedule
-from ftsc.parse import Comment
 from ftsc.regexes import fts_as_fullmatch
 from ftsc.source import SourceFile
+
+if TYPE_CHECKING:
+    from ftsc.parse import Comment
 
 
 def tighten(sel: ir.Selector) -> ir.Selector:

@@ -13,10 +13,13 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ftsc import ir
-from ftsc.parse import Comment
 from ftsc.source import SourceFile
+
+if TYPE_CHECKING:
+    from ftsc.parse import Comment
 
 INDENT = "    "
 _PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
@@ -180,6 +183,9 @@ def format_schedule(schedule: ir.Schedule, comments: Sequence[Comment] = (),
     Example:
         >>> from ftsc.frontend import load_text
         >>> from ftsc.source import SourceFile
+
+if TYPE_CHECKING:
+    from ftsc.parse import Comment
         >>> loaded = load_text(SourceFile("x.ftsc", "phase 0 {thaw a.b,/c/ # head\\n}"))
         >>> print(format_schedule(loaded.schedule, loaded.comments, loaded.source), end="")
         phase 0 {

@@ -225,18 +225,70 @@ def _inside_class(pattern: str, i: int) -> bool:
     return depth
 
 
-def match_prefix(pattern: str) -> tuple[tuple[str | None, ...], bool] | None:
-    """The fixed start every match of `pattern` has: literal characters, None for any character.
+_MAX_PREFIXES = 64
 
-    Returns `(template, dot_matches_newline)`, or None when the pattern cannot be analysed
+
+def _sequence_alternatives(items: Any) -> list[str] | None:
+    """The strings a sequence of literals, small classes and literal groups can match, or None."""
+    out = [""]
+    for op, av in items:
+        if op is _sre_c.LITERAL:
+            out = [o + chr(av) for o in out]
+            continue
+        if op is _sre_c.BRANCH:
+            alternatives: list[str] = []
+            for branch in av[1]:
+                sub = _sequence_alternatives(branch.data)
+                if sub is None:
+                    return None
+                alternatives.extend(sub)
+        else:
+            found = _literal_alternatives(op, av)
+            if found is None:
+                return None
+            alternatives = found
+        out = [o + a for o in out for a in alternatives]
+        if len(out) > _MAX_PREFIXES:
+            return None
+    return out
+
+
+def _literal_alternatives(op: Any, av: Any) -> list[str] | None:
+    """The strings a class `[0-3]` or a group of literal alternatives `(4|5|10)` can match, or None."""
+    if op is _sre_c.IN:
+        chars: list[str] = []
+        for item_op, item_av in av:
+            if item_op is _sre_c.LITERAL:
+                chars.append(chr(item_av))
+            elif item_op is _sre_c.RANGE and item_av[1] - item_av[0] < 16:
+                chars.extend(chr(c) for c in range(item_av[0], item_av[1] + 1))
+            else:
+                return None
+        return chars
+    if op is _sre_c.SUBPATTERN:
+        _group, add_flags, del_flags, body = av
+        if add_flags or del_flags:
+            return None
+        return _sequence_alternatives(body.data)
+    return None
+
+
+def match_prefixes(pattern: str) -> tuple[list[tuple[str | None, ...]], bool] | None:
+    """The fixed starts every match of `pattern` has: one of the returned templates (literal
+    characters, None for any character). Character classes and groups of literal alternatives
+    branch into several templates (at most 64).
+
+    Returns `(templates, dot_matches_newline)`, or None when the pattern cannot be analysed
     (invalid, or case-insensitive, where literals do not pin characters). Used to narrow the
     names a pattern is tried against; the full regex still decides.
 
     Example:
-        >>> match_prefix(r"model.layers\\.1\\d")
-        (('m', 'o', 'd', 'e', 'l', None, 'l', 'a', 'y', 'e', 'r', 's', '.', '1'), False)
-        >>> match_prefix("a|b")
-        ((), False)
+        >>> match_prefixes(r"ab(1|23)[xy]c*")[0]
+        [('a', 'b', '1', 'x'), ('a', 'b', '1', 'y'), ('a', 'b', '2', '3', 'x'), ('a', 'b', '2', '3', 'y')]
+        >>> match_prefixes("a|bc")
+        ([()], False)
+        >>> match_prefixes(r"x\\.(4|5)\\.")[0]
+        [('x', '.', '4', '.'), ('x', '.', '5', '.')]
     """
     parsed = _parse(pattern)
     if parsed is None:
@@ -244,17 +296,43 @@ def match_prefix(pattern: str) -> tuple[tuple[str | None, ...], bool] | None:
     flags = parsed.state.flags
     if flags & re.IGNORECASE:
         return None
-    template: list[str | None] = []
+    templates: list[tuple[str | None, ...]] = [()]
     for i, (op, av) in enumerate(parsed.data):
         if op is _sre_c.LITERAL:
-            template.append(chr(av))
+            templates = [t + (chr(av),) for t in templates]
         elif op is _sre_c.ANY:
-            template.append(None)
+            templates = [t + (None,) for t in templates]
         elif op is _sre_c.AT and i == 0 and av in (_sre_c.AT_BEGINNING, _sre_c.AT_BEGINNING_STRING):
             continue
         else:
+            alternatives = _literal_alternatives(op, av)
+            if not alternatives or len(templates) * len(alternatives) > _MAX_PREFIXES:
+                break
+            templates = [t + tuple(alt) for t in templates for alt in alternatives]
+    return templates, bool(flags & re.DOTALL)
+
+
+def match_prefix(pattern: str) -> tuple[tuple[str | None, ...], bool] | None:
+    """The single fixed start every match of `pattern` has (see `match_prefixes`).
+
+    Example:
+        >>> match_prefix(r"model.layers\\.1\\d")
+        (('m', 'o', 'd', 'e', 'l', None, 'l', 'a', 'y', 'e', 'r', 's', '.', '1'), False)
+        >>> match_prefix("a|b")
+        ((), False)
+    """
+    info = match_prefixes(pattern)
+    if info is None:
+        return None
+    templates, dotall = info
+    if len(templates) == 1:
+        return templates[0], dotall
+    common: list[str | None] = []
+    for column in zip(*templates, strict=False):
+        if len(set(column)) != 1:
             break
-    return tuple(template), bool(flags & re.DOTALL)
+        common.append(column[0])
+    return tuple(common), dotall
 
 
 def ends_inside_segment(pattern: str) -> bool:

@@ -260,10 +260,29 @@ def test_with_prefix() -> None:
     ("(?s)a.b", (("a", None, "b"), True)),
     ("[a]b", (("a", "b"), False)),  # a one-character class is a literal
     ("a[bc]d", (("a",), False)),
-    ("(a)b", ((), False)),  # a group ends the template
+    ("(a)b", (("a", "b"), False)),  # a group of literals extends the template
+    (r"x(1|2)y", (("x",), False)),  # alternatives branch; the common start is what is shared
+    ("(a*)b", ((), False)),  # a group with a quantifier ends the template
     ("(?x) a b", (("a", "b"), False)),
     (".*bias", ((), False)),
     ("", ((), False)),
 ])
 def test_match_prefix(pattern: str, expected: tuple[tuple[str | None, ...], bool] | None) -> None:
     assert match_prefix(pattern) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# Edge cases outside what ftsc passes in (`regexes.compiled` never adds flags, FQNs are short)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("flags", "pattern"), [(re.IGNORECASE, "a"), (re.DOTALL, "a.b"), (re.VERBOSE, "a b")])
+def test_compile_flags(flags: int, pattern: str) -> None:
+    names = ["A", "a\nb", "ab"]
+    rx = re.compile(pattern, flags)
+    assert NameIndex(names).match(rx) == _plain(names, rx, False)
+
+
+def test_many_leading_wildcards() -> None:
+    names = ["x" * 3000]
+    rx = re.compile("." * 1500)
+    assert NameIndex(names).match(rx) == names

@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ftsc import ir
-from ftsc.build_ir import build_ir
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.frontend.fts_yaml import schedule_from_yaml
 from ftsc.frontend.lightning_config import load_lightning_config, looks_like_config
 from ftsc.frontend.yaml_nodes import load_yaml
-from ftsc.parse import Comment, parse
 from ftsc.source import SourceFile, Span
+
+if TYPE_CHECKING:
+    from ftsc.parse import Comment
 
 
 class InputKind(StrEnum):
@@ -86,6 +88,9 @@ def load_text(source: SourceFile, kind: InputKind | None = None) -> Loaded:
                                                    detail="file contains a NUL byte; is it binary?",
                                                    label="NUL byte")])
     if kind is InputKind.DSL:
+        from ftsc.build_ir import build_ir  # lark is imported only for DSL input
+        from ftsc.parse import parse
+
         result = parse(source)
         if result.tree is None:
             return Loaded(source, kind, None, result.diagnostics, result.comments)

@@ -13,13 +13,16 @@ the local name; alias registrations are edges too, `alias=True`), module -> clas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from ftsc.model.manifest import Manifest, ModuleEntry, ParamEntry
 from ftsc.model.names import NameIndex
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def parent_of(fqn: str) -> str:
@@ -45,11 +48,28 @@ class ModelGraph:
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self.params: tuple[str, ...] = tuple(p.name for p in manifest.parameters)
-        self.param_entries: dict[str, ParamEntry] = {p.name: p for p in manifest.parameters}
-        self.aliases: dict[str, str] = {a: p.name for p in manifest.parameters for a in p.aliases}
-        self.modules: tuple[str, ...] = tuple(m.name for m in manifest.modules)
-        self.module_entries: dict[str, ModuleEntry] = {m.name: m for m in manifest.modules}
-        self.module_aliases: dict[str, str] = {a: m.name for m in manifest.modules for a in m.aliases}
+        self.aliases: dict[str, str] = {a: p.name for p in manifest.parameters if p.aliases for a in p.aliases}
+
+    # Indexes built on first use: a schedule-only check of a huge model never pays for them.
+    @cached_property
+    def param_entries(self) -> dict[str, ParamEntry]:
+        """Primary parameter FQN -> its manifest entry."""
+        return {p.name: p for p in self.manifest.parameters}
+
+    @cached_property
+    def modules(self) -> tuple[str, ...]:
+        """Module FQNs (primary), `named_modules()` order."""
+        return tuple(m.name for m in self.manifest.modules)
+
+    @cached_property
+    def module_entries(self) -> dict[str, ModuleEntry]:
+        """Primary module FQN -> its manifest entry."""
+        return {m.name: m for m in self.manifest.modules}
+
+    @cached_property
+    def module_aliases(self) -> dict[str, str]:
+        """Alias path -> primary FQN for modules registered more than once."""
+        return {a: m.name for m in self.manifest.modules if m.aliases for a in m.aliases}
 
     @classmethod
     def from_names(cls, params: Sequence[str] | Mapping[str, Sequence[int]],
@@ -160,7 +180,9 @@ class ModelGraph:
     # -- the networkx view ------------------------------------------------------------------
     @cached_property
     def graph(self) -> nx.DiGraph:
-        """Containment and class hierarchy as a DiGraph (built on first use)."""
+        """Containment and class hierarchy as a DiGraph (built, and networkx imported, on first use)."""
+        import networkx as nx
+
         g = nx.DiGraph()
         for cls, bases in self.manifest.classes.items():
             g.add_node(f"c:{cls}", kind="class")
@@ -191,3 +213,8 @@ class ModelGraph:
     def total_numel(self, names: Sequence[str]) -> int:
         """Summed numel of `names` (each counted once)."""
         return sum(self.numel(n) for n in dict.fromkeys(names))
+
+    @cached_property
+    def numel_all(self) -> int:
+        """Elements in all parameters (each tensor once)."""
+        return sum(map(math.prod, (p.shape for p in self.manifest.parameters)))

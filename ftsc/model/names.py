@@ -4,8 +4,8 @@ Input: names in registration order, then regex patterns. Output: the names a pat
 matches (`re.match` or `re.fullmatch` semantics), in registration order. Never imports torch.
 
 A plain loop tries every pattern on every name. `NameIndex` keeps the names sorted and
-uses the fixed start every match must have (`regexes.match_prefix`: literal characters and
-`.` wildcards) to visit only the names that can match: literal runs narrow the sorted range
+uses the fixed starts every match must have (`regexes.match_prefixes`: literal characters,
+`.` wildcards, and branches for classes like `[0-3]` and groups like `(4|5)`) to visit only the names that can match: literal runs narrow the sorted range
 by bisection, a wildcard branches over the distinct characters present at that position.
 The regex is then tried on those candidates only, so the result is exactly the plain loop's.
 """
@@ -16,7 +16,9 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
-from ftsc.regexes import match_prefix
+from ftsc.regexes import match_prefixes
+
+_MAX_WILDCARDS = 200  # the walk recurses once per `.`; beyond this, scan every name
 
 
 class NameIndex:
@@ -43,13 +45,14 @@ class NameIndex:
 
     def candidates(self, pattern: str) -> list[int]:
         """Positions (in the sorted list) of the names that can match `pattern`."""
-        info = match_prefix(pattern)
-        if info is None:
+        info = match_prefixes(pattern)
+        if info is None or any(t.count(None) > _MAX_WILDCARDS for t in info[0]):
             return list(range(len(self._sorted)))
-        template, dotall = info
+        templates, dotall = info
         out: list[int] = []
-        self._walk(template, dotall, 0, len(self._sorted), 0, out)
-        return out
+        for template in templates:
+            self._walk(template, dotall, 0, len(self._sorted), 0, out)
+        return sorted(set(out)) if len(templates) > 1 else out
 
     def _walk(self, template: tuple[str | None, ...], dotall: bool, lo: int, hi: int, pos: int,
               out: list[int]) -> None:
@@ -90,7 +93,12 @@ class NameIndex:
         """Names `rx` matches (`re.match`; `re.fullmatch` with `full`), in registration order."""
         test = rx.fullmatch if full else rx.match
         sorted_names = self._sorted
-        hits = [self._order[k] for k in self.candidates(rx.pattern) if test(sorted_names[k])]
+        try:
+            pruned = re.compile(rx.pattern).flags == rx.flags  # flags given to compile() are not in the pattern
+        except re.error:
+            pruned = False
+        positions = self.candidates(rx.pattern) if pruned else range(len(sorted_names))
+        hits = [self._order[k] for k in positions if test(sorted_names[k])]
         hits.sort()
         return [self._names[i] for i in hits]
 

@@ -23,7 +23,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
         return
     names = ctx.resolution.unscheduled
     numel = ctx.graph.total_numel(names)
-    total = ctx.graph.total_numel(ctx.graph.params)
+    total = ctx.graph.numel_all
     shown = ", ".join(names[:_LISTED]) + (f", ... and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
     yield make("FTS204", ctx.source, None, count=len(names), numel=f"{numel:,}",
                notes=(f"never thawed: {shown}",
