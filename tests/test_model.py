@@ -231,3 +231,14 @@ def test_init_writes_a_schedule_that_checks_clean(tmp_path: Path, style: str, to
         assert len({frozenset(o) for o in owners}) == len(owners)
     else:
         assert all(len(ph.params) == 2 for ph in res.phases[:-1])
+
+
+def test_networkx_view_has_containment_aliases_and_class_hierarchy() -> None:
+    """ModelGraph.graph: module/param/class nodes; alias registrations are edges marked alias."""
+    g = load_graph(target("Net"), kwargs={"n": 2}).graph
+    assert g.nodes["p:layers.1.weight"]["numel"] == 16
+    assert g.edges["m:layers", "m:layers.0"] == {"kind": "contains", "name": "0", "alias": False}
+    assert g.edges["m:", "m:layers.0"]["alias"] is True  # `shared` registers layers.0 again
+    assert g.edges["m:tied", "p:layers.1.weight"] == {"kind": "contains", "name": "weight", "alias": True}
+    bn = "c:torch.nn.modules.batchnorm.BatchNorm1d"
+    assert g.has_edge("m:norm", bn) and g.has_edge(bn, "c:torch.nn.modules.batchnorm._BatchNorm")
