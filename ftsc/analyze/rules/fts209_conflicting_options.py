@@ -23,13 +23,18 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     options = schedule.options
     phases = sorted(schedule.phases, key=lambda p: p.index)
     if options.get("epoch_transitions_only", False):
-        missing = [p for p in phases[:-1] if p.criterion(ir.CriterionKind.EPOCH) is None]
+        # FinetuningScheduler demands an epoch on every phase, the last included (it then replaces
+        # the last one by max_epochs); ftsc's runtime needs none on the last phase.
+        checked = phases if ctx.fts_semantics else phases[:-1]
+        missing = [p for p in checked if p.criterion(ir.CriterionKind.EPOCH) is None]
         if missing:
+            which = "every phase, the last included (FinetuningScheduler requires it)" if ctx.fts_semantics \
+                else "every phase but the last"
             yield make("FTS209", ctx.source, missing[0].index_span,
                        detail="`epoch_transitions_only` is set but phase(s) "
                               f"{', '.join(str(p.index) for p in missing)} have no epoch transition",
-                       label="no `until epoch`",
-                       help="add `until epoch N` to every phase but the last, or unset `epoch_transitions_only`")
+                       label="no `until epoch`" if not ctx.fts_semantics else "no `max_transition_epoch`",
+                       help=f"give {which} an epoch transition, or unset `epoch_transitions_only`")
         for phase in phases:
             plateau = phase.criterion(ir.CriterionKind.PLATEAU)
             if plateau is not None and plateau.span.end > 0:

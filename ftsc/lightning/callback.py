@@ -1,0 +1,372 @@
+"""The Lightning callbacks that execute a compiled schedule.
+
+Input: a schedule (`.ftsc`, FTS YAML, a dict in FTS's format, or none for FTS's implicit
+schedule) and FinetuningScheduler's constructor options. Output: training that freezes
+everything, thaws phase 0, and at each transition thaws the next phase and adds its parameter
+group with the phase lr. Imports torch and lightning (this is the runtime).
+
+Hook by hook:
+- `setup`: compile the schedule against `pl_module.named_parameters()` (the same resolution
+  and checks as `ftsc check`; errors stop the run with the rendered diagnostics), freeze all
+  parameters, thaw phase 0.
+- `on_fit_start`: make the optimizer hold exactly phase 0's parameters (FTS's
+  `enforce_phase0_params`), or, when resuming, give it the parameter groups the checkpoint
+  was saved with so that Lightning can load the optimizer state into them.
+- `on_train_epoch_start`: log the phase (`finetuning_phase`) and transition when the phase's
+  epoch is reached or FTSEarlyStopping reported a plateau (one phase per epoch start);
+  `on_train_batch_end`: step transitions.
+- `state_dict`/`load_state_dict`: the phase, the parameter groups by FQN and the schedule's
+  fingerprint; resuming with a different schedule is an error, not a silent divergence.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from ftsc.lower.runtime import RuntimePlan
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+class FTSEarlyStopping(EarlyStopping):
+    """EarlyStopping that ends a *phase* on plateau, and training only in the last phase.
+
+    Same arguments as Lightning's `EarlyStopping`. When patience runs out before the last
+    phase, `es_phase_complete` is set (the scheduler transitions at the next epoch start) and
+    the wait count restarts; the best score is kept across phases, as FinetuningScheduler does.
+    Non-finite metrics and thresholds stop training in any phase.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("monitor", "val_loss")
+        kwargs.setdefault("check_on_train_epoch_end", False)
+        super().__init__(*args, **kwargs)
+        self.es_phase_complete = False
+        self.final_phase = False
+
+    def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
+        should_stop, reason = super()._evaluate_stopping_criteria(current)
+        if should_stop and not self.final_phase and self.wait_count >= self.patience and torch.isfinite(current):
+            self.es_phase_complete = True
+            self.wait_count = 0
+            return False, f"Monitored metric {self.monitor} plateaued: the phase ends at the next epoch."
+        return should_stop, reason
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "es_phase_complete": self.es_phase_complete, "final_phase": self.final_phase}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.es_phase_complete = bool(state_dict.get("es_phase_complete", False))
+        self.final_phase = bool(state_dict.get("final_phase", False))
+
+
+class FinetuningScheduler(Callback):
+    """Gradual unfreezing driven by an ftsc schedule; FinetuningScheduler's options and names.
+
+    Args:
+        ft_schedule: path to a `.ftsc` or FTS YAML schedule, a dict in FTS's format, or None for
+            FTS's implicit schedule (reverse registration order, two parameters per phase).
+        max_depth: deepest phase to run (-1: all).
+        base_max_lr: lr of phases >= 1 that give none.
+        restore_best, reinit_optim_cfg, reinit_lr_cfg: accepted for FTS compatibility; this
+            version raises a clear error when they would change the run (see docs/runtime.md).
+        epoch_transitions_only: phases end by epoch only (no plateau transitions).
+        enforce_phase0_params: rebuild the optimizer so it holds exactly phase 0's parameters.
+        frozen_bn_track_running_stats: frozen BatchNorm layers keep updating running stats.
+        apply_lambdas_new_pgs: new groups start at `lr * lr_lambda(last_epoch)` of a lambda scheduler.
+        log_phase: log the current phase as the metric `finetuning_phase`.
+        Other FTS options (`gen_ft_sched_only`, `strategy_adapter_cfg`, `custom_strategy_adapters`,
+        `allow_untested`, `logging_level`, `log_dir`) are accepted with FTS's meaning where it applies.
+    """
+
+    def __init__(self, ft_schedule: str | Path | dict | None = None, max_depth: int = -1,
+                 base_max_lr: float = 1e-5, restore_best: bool = True, gen_ft_sched_only: bool = False,
+                 epoch_transitions_only: bool = False, reinit_optim_cfg: dict | None = None,
+                 reinit_lr_cfg: dict | None = None, strategy_adapter_cfg: dict | None = None,
+                 custom_strategy_adapters: dict | None = None, allow_untested: bool = False,
+                 apply_lambdas_new_pgs: bool = False, logging_level: int = logging.INFO,
+                 enforce_phase0_params: bool = True, frozen_bn_track_running_stats: bool = True,
+                 log_dir: str | Path | None = None, log_phase: bool = True) -> None:
+        super().__init__()
+        self.ft_schedule = ft_schedule
+        self.options: dict[str, Any] = {
+            "max_depth": max_depth, "base_max_lr": base_max_lr, "restore_best": restore_best,
+            "epoch_transitions_only": epoch_transitions_only, "enforce_phase0_params": enforce_phase0_params,
+            "frozen_bn_track_running_stats": frozen_bn_track_running_stats,
+            "apply_lambdas_new_pgs": apply_lambdas_new_pgs, "allow_untested": allow_untested,
+        }
+        self.reinit_optim_cfg, self.reinit_lr_cfg = reinit_optim_cfg, reinit_lr_cfg
+        self.strategy_adapter_cfg = strategy_adapter_cfg or {}
+        self.gen_ft_sched_only, self.log_dir, self.log_phase = gen_ft_sched_only, log_dir, log_phase
+        self.custom_strategy_adapters, self.logging_level = custom_strategy_adapters, logging_level
+        self.plan: RuntimePlan | None = None
+        self.curr_depth = 0
+        self._restored: dict[str, Any] | None = None
+        self._pending_restore = False
+
+    # -- schedule --------------------------------------------------------------------------------
+    @property
+    def max_depth(self) -> int:
+        """The deepest phase this run executes."""
+        assert self.plan is not None
+        return self.plan.last_depth
+
+    @property
+    def depth_remaining(self) -> int:
+        """Phases left after the current one."""
+        return max(self.max_depth - self.curr_depth, 0)
+
+    def _load_schedule(self, pl_module: pl.LightningModule) -> RuntimePlan:
+        from ftsc import ir
+        from ftsc.analyze import AnalysisContext, analyze
+        from ftsc.analyze.resolve import resolve_schedule
+        from ftsc.diagnostics import Severity
+        from ftsc.diagnostics.render import render_text
+        from ftsc.frontend import load_file, load_text
+        from ftsc.generate import default_schedule
+        from ftsc.lower.runtime import lower_runtime
+        from ftsc.model.build import extract
+        from ftsc.model.graph import ModelGraph
+        from ftsc.source import SourceFile
+
+        graph = ModelGraph(extract(pl_module))
+        if not self.ft_schedule:
+            loaded = None
+            schedule = default_schedule(graph, "fts")
+        else:
+            if isinstance(self.ft_schedule, dict):
+                text = yaml.safe_dump(self.ft_schedule, sort_keys=False)
+                loaded = load_text(SourceFile("<ft_schedule>.yaml", text))
+            else:
+                loaded = load_file(str(self.ft_schedule))
+            if loaded.schedule is None:
+                raise MisconfigurationException("ftsc could not read the schedule:\n"
+                                                + render_text(loaded.diagnostics))
+            schedule = loaded.schedule
+        # Constructor options are the defaults; a `.ftsc` file's `schedule { }` block overrides them.
+        given = {s.name for s in schedule.options.settings}
+        extra = tuple(ir.Setting(name=k, value=ir.from_py(v)) for k, v in self.options.items()
+                      if k not in given and k != "allow_untested")
+        from dataclasses import replace
+
+        schedule = replace(schedule, options=replace(schedule.options,
+                                                     settings=schedule.options.settings + extra))
+        if loaded is not None:
+            ctx = AnalysisContext(loaded.source, loaded.kind, graph)
+            diags = list(loaded.diagnostics) + analyze(schedule, ctx)
+            errors = [d for d in diags if d.severity is Severity.ERROR]
+            if errors:
+                raise MisconfigurationException("the fine-tuning schedule does not fit this model:\n"
+                                                + render_text(errors))
+        plan = lower_runtime(schedule, resolve_schedule(schedule, graph))
+        if self.reinit_optim_cfg or self.reinit_lr_cfg or any(p.new_optimizer or p.new_lr_scheduler
+                                                              for p in plan.phases[: plan.last_depth + 1]):
+            raise MisconfigurationException("optimizer / lr scheduler re-initialisation is not supported by this "
+                                            "version of ftsc.lightning yet; see docs/runtime.md")
+        if plan.options.get("restore_best"):
+            raise MisconfigurationException("restore_best=True is not supported by this version of ftsc.lightning "
+                                            "yet; pass restore_best=False (see docs/runtime.md)")
+        return plan
+
+    # -- parameters and optimizer ----------------------------------------------------------------
+    def _params(self, pl_module: pl.LightningModule) -> dict[str, torch.nn.Parameter]:
+        return dict(pl_module.named_parameters())
+
+    def _thaw(self, pl_module: pl.LightningModule, depth: int) -> list[str]:
+        assert self.plan is not None
+        params = self._params(pl_module)
+        names = [n for n in self.plan.phases[depth].params if n in params]
+        for n in names:
+            params[n].requires_grad_(True)
+        self._bn_tracking(pl_module)
+        return names
+
+    def _bn_tracking(self, pl_module: pl.LightningModule) -> None:
+        keep = bool(self.plan and self.plan.options.get("frozen_bn_track_running_stats", True))
+        for m in pl_module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                own = list(m.parameters(recurse=False))
+                m.track_running_stats = keep or any(p.requires_grad for p in own) or not own
+
+    def _group_names(self, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> list[list[str]]:
+        names = {id(p): n for n, p in pl_module.named_parameters()}
+        return [[names[id(p)] for p in g["params"] if id(p) in names] for g in optimizer.param_groups]
+
+    def _reset_schedulers(self, trainer: pl.Trainer) -> None:
+        for config in trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            groups = sched.optimizer.param_groups
+            if hasattr(sched, "base_lrs"):
+                sched.base_lrs = [g.get("initial_lr", g["lr"]) for g in groups]
+            if hasattr(sched, "lr_lambdas"):
+                sched.lr_lambdas = (list(sched.lr_lambdas) + [sched.lr_lambdas[-1]] * len(groups))[: len(groups)]
+            if hasattr(sched, "min_lrs"):
+                sched.min_lrs = (list(sched.min_lrs) + [sched.min_lrs[0]] * len(groups))[: len(groups)]
+
+    def _enforce_phase0(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        optimizer = trainer.optimizers[0]
+        wanted = [n for n in self.plan.phases[0].params]  # type: ignore[union-attr]
+        current = [n for g in self._group_names(pl_module, optimizer) for n in g]
+        params = self._params(pl_module)
+        if sorted(current) == sorted(wanted) and all(params[n].requires_grad for n in current):
+            return
+        if not self.plan.options.get("enforce_phase0_params", True):  # type: ignore[union-attr]
+            log.warning("The optimizer does not hold exactly the phase 0 parameters (enforce_phase0_params=False).")
+            return
+        lr = optimizer.defaults["lr"]
+        optimizer.param_groups.clear()
+        optimizer.state.clear()
+        optimizer.add_param_group({"params": [params[n] for n in wanted], "lr": lr, "initial_lr": lr})
+        for config in trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            self._reset_schedulers(trainer)
+            if hasattr(sched, "last_epoch") and hasattr(sched, "_initial_step"):
+                sched.last_epoch = -1
+                sched._initial_step()
+        log.info("ftsc: the optimizer now holds exactly the %d phase 0 parameters.", len(wanted))
+
+    def _add_group(self, trainer: pl.Trainer, pl_module: pl.LightningModule, names: list[str], lr: float) -> None:
+        optimizer = trainer.optimizers[0]
+        params = self._params(pl_module)
+        present = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        new = [params[n] for n in names if id(params[n]) not in present and params[n].requires_grad]
+        if not new:
+            log.warning("ftsc: phase %d thaws no new parameters; no parameter group added.", self.curr_depth)
+            return
+        start_lr = lr
+        for config in trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if self.plan and self.plan.options.get("apply_lambdas_new_pgs") and hasattr(sched, "lr_lambdas"):
+                start_lr = lr * sched.lr_lambdas[-1](sched.last_epoch)
+        optimizer.add_param_group({"params": new, "lr": start_lr, "initial_lr": lr})
+        for config in trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if hasattr(sched, "base_lrs"):
+                sched.base_lrs.append(lr)
+            if hasattr(sched, "lr_lambdas"):
+                sched.lr_lambdas.append(sched.lr_lambdas[-1])
+            if hasattr(sched, "min_lrs"):
+                sched.min_lrs.append(sched.min_lrs[0])
+            if hasattr(sched, "_last_lr"):
+                sched._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._trainer_ref = (trainer, pl_module)
+        self.plan = self._load_schedule(pl_module)
+        for p in pl_module.parameters():
+            p.requires_grad_(False)
+        depth = self._restored["depth"] if self._restored else 0
+        self.curr_depth = depth
+        for d in range(depth + 1):
+            self._thaw(pl_module, d)
+        for es in self._early_stopping(trainer):
+            es.final_phase = self.depth_remaining == 0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if len(trainer.optimizers) != 1:
+            raise MisconfigurationException("ftsc.lightning supports exactly one optimizer")
+        if self._restored is not None:
+            self._apply_restored_groups(trainer, pl_module)
+        else:
+            self._enforce_phase0(trainer, pl_module)
+
+    def _early_stopping(self, trainer: pl.Trainer) -> list[FTSEarlyStopping]:
+        return [c for c in trainer.callbacks if isinstance(c, FTSEarlyStopping)]  # type: ignore[attr-defined]
+
+    def _should_transition(self, trainer: pl.Trainer) -> bool:
+        assert self.plan is not None
+        if self.depth_remaining == 0:
+            return False
+        phase = self.plan.phases[self.curr_depth]
+        by_epoch = phase.epoch is not None and 0 <= phase.epoch <= trainer.current_epoch
+        plateau = phase.plateau and any(es.es_phase_complete for es in self._early_stopping(trainer))
+        if phase.plateau:  # every rank must agree before parameters change
+            plateau = trainer.strategy.reduce_boolean_decision(plateau, all=False)
+        return by_epoch or plateau
+
+    def _transition(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        assert self.plan is not None
+        self.curr_depth += 1
+        phase = self.plan.phases[self.curr_depth]
+        names = self._thaw(pl_module, self.curr_depth)
+        self._add_group(trainer, pl_module, names, float(phase.lr if phase.lr is not None else 0.0))
+        for es in self._early_stopping(trainer):
+            es.es_phase_complete = False
+            es.wait_count = 0
+            es.final_phase = self.depth_remaining == 0
+        log.info("ftsc: fine-tuning continues in phase %d.", self.curr_depth)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._should_transition(trainer):
+            self._transition(trainer, pl_module)
+        if self.log_phase:
+            pl_module.log("finetuning_phase", float(self.curr_depth), on_step=False, on_epoch=True)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        assert self.plan is not None
+        phase = self.plan.phases[self.curr_depth]
+        if self.depth_remaining and phase.step is not None and trainer.global_step >= phase.step:
+            self._transition(trainer, pl_module)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        if self.plan is None or self._trainer_ref is None:
+            return {}
+        trainer, pl_module = self._trainer_ref
+        groups = []
+        if trainer.optimizers:
+            optimizer = trainer.optimizers[0]
+            names = self._group_names(pl_module, optimizer)
+            for g, n in zip(optimizer.param_groups, names, strict=True):
+                groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": n})
+        return {"version": STATE_VERSION, "fingerprint": self.plan.fingerprint(), "depth": self.curr_depth,
+                "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        if state_dict.get("version") != STATE_VERSION:
+            raise MisconfigurationException(f"unsupported ftsc checkpoint state version {state_dict.get('version')}")
+        self._restored = state_dict
+
+    _trainer_ref: tuple[pl.Trainer, pl.LightningModule] | None = None
+
+    def _apply_restored_groups(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        assert self._restored is not None and self.plan is not None
+        if self._restored["fingerprint"] != self.plan.fingerprint():
+            raise MisconfigurationException(
+                f"this checkpoint was written by a run with a different fine-tuning schedule or options (fingerprint "
+                f"{self._restored['fingerprint']}, now {self.plan.fingerprint()}); resume with the schedule it was "
+                "trained with, or start a new fit without ckpt_path")
+        depth = int(self._restored["depth"])
+        if depth != self.curr_depth:  # load_state_dict ran after setup (strategies that restore late)
+            for p in pl_module.parameters():
+                p.requires_grad_(False)
+            self.curr_depth = depth
+            for d in range(depth + 1):
+                self._thaw(pl_module, d)
+        optimizer = trainer.optimizers[0]
+        params = self._params(pl_module)
+        optimizer.param_groups.clear()
+        optimizer.state.clear()
+        for g in self._restored["param_groups"]:
+            optimizer.add_param_group({**{k: v for k, v in g.items() if k != "params"},
+                                       "params": [params[n] for n in g["params"]]})
+        self._reset_schedulers(trainer)
+        for es in self._early_stopping(trainer):
+            es.final_phase = self.depth_remaining == 0

@@ -1,0 +1,115 @@
+"""The runtime callback: parity with FinetuningScheduler's uninterrupted trajectories, resume
+equality at every epoch, schedule fingerprints, and `.ftsc` schedules driving training."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.torch
+pytest.importorskip("finetuning_scheduler")
+
+import torch  # noqa: E402
+
+from .runtime_harness import run  # noqa: E402
+
+TOL = 1e-6  # relative tolerance on lrs and validation losses (same seed, same CPU, same op order)
+
+EPOCHS = {0: {"params": ["model.4.*"], "max_transition_epoch": 1},
+          1: {"params": ["model.2.*"], "max_transition_epoch": 3},
+          2: {"params": ["model.0.*"], "max_transition_epoch": 5}}  # FTS wants one on every phase here
+LRS = {0: {"params": ["model.4.*"], "max_transition_epoch": 1},
+       1: {"params": ["model.2.*"], "lr": 1e-3, "max_transition_epoch": 2},
+       2: {"params": ["model.0.*"], "lr": 5e-4, "max_transition_epoch": 5}}
+PLATEAU = {0: {"params": ["model.4.*"]}, 1: {"params": ["model.2.*"], "lr": 1e-3}, 2: {"params": ["model.0.*"]}}
+COMPOSED = {0: {"params": ["model.4.*"], "max_transition_epoch": 3},
+            1: {"params": ["model.2.*"], "max_transition_epoch": 4}, 2: {"params": ["model.0.*"]}}
+
+CASES: list[tuple[str, Any, dict[str, Any]]] = [
+    ("epoch-only", EPOCHS, {"epoch_transitions_only": True}),
+    ("per-phase-lr", LRS, {"epoch_transitions_only": True}),
+    ("max-depth", LRS, {"epoch_transitions_only": True, "max_depth": 1}),
+    ("lambda-new-pgs", LRS, {"epoch_transitions_only": True, "apply_lambdas_new_pgs": True,
+                             "_module": {"scheduler": "lambda"}}),
+    ("plateau", PLATEAU, {"_es": {"monitor": "val_loss", "patience": 1, "min_delta": 10.0}}),
+    ("composed", COMPOSED, {"_es": {"monitor": "val_loss", "patience": 2, "min_delta": 10.0}}),
+    ("implicit-schedule", None, {"epoch_transitions_only": False,
+                                 "_es": {"monitor": "val_loss", "patience": 1, "min_delta": 10.0}}),
+    ("frozen-bn", EPOCHS, {"epoch_transitions_only": True, "_module": {"with_bn": True}}),
+]
+
+
+def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    opts = dict(options)
+    return opts, opts.pop("_es", None), opts.pop("_module", None)
+
+
+def _same(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=TOL, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "schedule", "options"), CASES, ids=[c[0] for c in CASES])
+def test_parity_with_fts(name: str, schedule: Any, options: dict[str, Any], tmp_path: Path) -> None:
+    """Per epoch: the same phase, trainable set, param-group lrs and validation loss as FTS."""
+    opts, es, module = _split(options)
+    if name == "frozen-bn":
+        schedule = {0: {"params": ["model.5.*"], "max_transition_epoch": 1},
+                    1: {"params": ["model.3.*"], "max_transition_epoch": 3},
+                    2: {"params": ["model.0.*", "model.1.*"], "max_transition_epoch": 5}}
+    ours, _, _ = run("ftsc", schedule, tmp_path / "a", es=es, module_kwargs=module, **opts)
+    theirs, _, _ = run("fts", schedule, tmp_path / "b", es=es, module_kwargs=module, **opts)
+    assert len(ours.rows) == len(theirs.rows) > 0
+    assert len({r["depth"] for r in ours.rows}) > 1  # the schedule really transitions
+    for a, b in zip(ours.rows, theirs.rows, strict=True):
+        assert (a["epoch"], a["depth"], a["trainable"]) == (b["epoch"], b["depth"], b["trainable"])
+        assert len(a["lrs"]) == len(b["lrs"]) and all(map(_same, a["lrs"], b["lrs"])), (a, b)
+        assert _same(a["val_loss"], b["val_loss"]), (a, b)
+
+
+@pytest.mark.parametrize(("name", "schedule", "options"), [CASES[1], CASES[5]], ids=["per-phase-lr", "composed"])
+def test_resume_at_every_epoch_equals_the_uninterrupted_run(name: str, schedule: Any, options: dict[str, Any],
+                                                            tmp_path: Path) -> None:
+    """`fit(ckpt_path=...)` from each epoch's checkpoint ends with the same weights, phase and lrs."""
+    opts, es, module = _split(options)
+    full, full_module, _ = run("ftsc", schedule, tmp_path / "full", es=es, save_every_epoch=True, **opts)
+    ckpts = sorted((tmp_path / "full" / "ckpt").glob("epoch=*.ckpt"))
+    assert len(ckpts) == 5
+    for ckpt in ckpts[:-1]:
+        resumed, module_r, trainer = run("ftsc", schedule, tmp_path / ckpt.stem, es=es, ckpt_path=str(ckpt), **opts)
+        assert resumed.rows[-1]["depth"] == full.rows[-1]["depth"]
+        assert resumed.rows[-1]["trainable"] == full.rows[-1]["trainable"]
+        assert all(map(_same, resumed.rows[-1]["lrs"], full.rows[-1]["lrs"]))
+        for (n, a), b in zip(full_module.state_dict().items(), module_r.state_dict().values(), strict=True):
+            assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), (ckpt.name, n)
+
+
+def test_resume_with_another_schedule_is_refused(tmp_path: Path) -> None:
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    run("ftsc", LRS, tmp_path / "full", epochs=2, save_every_epoch=True, epoch_transitions_only=True)
+    ckpt = sorted((tmp_path / "full" / "ckpt").glob("*.ckpt"))[0]
+    other = {**LRS, 1: {**LRS[1], "lr": 0.5}}
+    with pytest.raises(MisconfigurationException, match="different fine-tuning schedule"):
+        run("ftsc", other, tmp_path / "r", ckpt_path=str(ckpt), epoch_transitions_only=True)
+
+
+def test_dsl_schedule_and_step_transitions(tmp_path: Path) -> None:
+    """A `.ftsc` file drives training; `until step N` transitions mid-epoch."""
+    sched = tmp_path / "s.ftsc"
+    sched.write_text('phase 0 { thaw glob "model.4.*" until step 6 }\n'
+                     'phase 1 { thaw glob "model.2.*" lr = 0.001 until epoch 3 }\n'
+                     'phase 2 { thaw glob "model.0.*" }\n')
+    rec, _, trainer = run("ftsc", str(sched), tmp_path, epochs=4)
+    # 4 batches per epoch: global step 6 falls inside epoch 1, so phase 1 is already on at epoch 2's start.
+    assert [r["depth"] for r in rec.rows] == [0, 0, 1, 2]
+    assert [len(r["lrs"]) for r in rec.rows] == [1, 1, 2, 3]
+
+
+def test_schedule_errors_stop_setup_with_diagnostics(tmp_path: Path) -> None:
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    with pytest.raises(MisconfigurationException, match="FTS202"):
+        run("ftsc", {0: {"params": ["model.9.*"]}}, tmp_path, epochs=1, epoch_transitions_only=True)
