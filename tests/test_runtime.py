@@ -28,7 +28,26 @@ PLATEAU = {0: {"params": ["model.4.*"]}, 1: {"params": ["model.2.*"], "lr": 1e-3
 COMPOSED = {0: {"params": ["model.4.*"], "max_transition_epoch": 3},
             1: {"params": ["model.2.*"], "max_transition_epoch": 4}, 2: {"params": ["model.0.*"]}}
 
+REINIT_LRS = {0: {"params": ["model.4.*"], "max_transition_epoch": 1},
+              1: {"params": ["model.2.*"], "lr": 1e-3, "max_transition_epoch": 2,
+                  "new_lr_scheduler": {
+                      "lr_scheduler_init": {"class_path": "torch.optim.lr_scheduler.StepLR",
+                                            "init_args": {"step_size": 1, "gamma": 0.5}},
+                      "pl_lrs_cfg": {"interval": "epoch", "frequency": 1, "name": "reinit"},
+                      "init_pg_lrs": [2e-3, 1e-3]}},
+              2: {"params": ["model.0.*"], "lr": 5e-4, "max_transition_epoch": 5}}
+REINIT_OPT = {0: {"params": ["model.4.*"], "max_transition_epoch": 1},
+              1: {"params": ["model.2.*"], "lr": 1e-3, "max_transition_epoch": 3,
+                  "new_optimizer": {"optimizer_init": {"class_path": "torch.optim.AdamW",
+                                                       "init_args": {"lr": 5e-3, "weight_decay": 0.01}}}},
+              2: {"params": ["model.0.*"], "lr": 5e-4, "max_transition_epoch": 5,
+                  "new_lr_scheduler": {"lr_scheduler_init": {"class_path": "torch.optim.lr_scheduler.ExponentialLR",
+                                                             "init_args": {"gamma": 0.8}},
+                                       "use_current_optimizer_pg_lrs": True}}}
+
 CASES: list[tuple[str, Any, dict[str, Any]]] = [
+    ("lr-scheduler-reinit", REINIT_LRS, {"epoch_transitions_only": True}),
+    ("optimizer-reinit", REINIT_OPT, {"epoch_transitions_only": True}),
     ("epoch-only", EPOCHS, {"epoch_transitions_only": True}),
     ("per-phase-lr", LRS, {"epoch_transitions_only": True}),
     ("max-depth", LRS, {"epoch_transitions_only": True, "max_depth": 1}),
@@ -69,7 +88,10 @@ def test_parity_with_fts(name: str, schedule: Any, options: dict[str, Any], tmp_
         assert _same(a["val_loss"], b["val_loss"]), (a, b)
 
 
-@pytest.mark.parametrize(("name", "schedule", "options"), [CASES[1], CASES[5]], ids=["per-phase-lr", "composed"])
+RESUME_CASES = [c for c in CASES if c[0] in ("per-phase-lr", "composed", "lr-scheduler-reinit", "optimizer-reinit")]
+
+
+@pytest.mark.parametrize(("name", "schedule", "options"), RESUME_CASES, ids=[c[0] for c in RESUME_CASES])
 def test_resume_at_every_epoch_equals_the_uninterrupted_run(name: str, schedule: Any, options: dict[str, Any],
                                                             tmp_path: Path) -> None:
     """`fit(ckpt_path=...)` from each epoch's checkpoint ends with the same weights, phase and lrs."""

@@ -170,10 +170,6 @@ class FinetuningScheduler(Callback):
                 raise MisconfigurationException("the fine-tuning schedule does not fit this model:\n"
                                                 + render_text(errors))
         plan = lower_runtime(schedule, resolve_schedule(schedule, graph))
-        if self.reinit_optim_cfg or self.reinit_lr_cfg or any(p.new_optimizer or p.new_lr_scheduler
-                                                              for p in plan.phases[: plan.last_depth + 1]):
-            raise MisconfigurationException("optimizer / lr scheduler re-initialisation is not supported by this "
-                                            "version of ftsc.lightning yet; see docs/runtime.md")
         if plan.options.get("restore_best"):
             raise MisconfigurationException("restore_best=True is not supported by this version of ftsc.lightning "
                                             "yet; pass restore_best=False (see docs/runtime.md)")
@@ -227,7 +223,8 @@ class FinetuningScheduler(Callback):
         lr = optimizer.defaults["lr"]
         optimizer.param_groups.clear()
         optimizer.state.clear()
-        optimizer.add_param_group({"params": [params[n] for n in wanted], "lr": lr, "initial_lr": lr})
+        for group in self._groups(pl_module, [(n, params[n]) for n in wanted], lr=lr, initial_lr=lr):
+            optimizer.add_param_group(group)
         for config in trainer.lr_scheduler_configs:
             sched = config.scheduler
             self._reset_schedulers(trainer)
@@ -236,30 +233,42 @@ class FinetuningScheduler(Callback):
                 sched._initial_step()
         log.info("ftsc: the optimizer now holds exactly the %d phase 0 parameters.", len(wanted))
 
+    @staticmethod
+    def _groups(pl_module: pl.LightningModule, params: list[tuple[str, torch.nn.Parameter]],
+                **extra: Any) -> list[dict[str, Any]]:
+        """One group, or two when the LightningModule lists `no_decay` name fragments (FTS's convention:
+        the second group holds the matching parameters with `weight_decay = 0`)."""
+        no_decay = getattr(pl_module, "no_decay", None)
+        if not no_decay:
+            return [{"params": [p for _, p in params], **extra}]
+        return [{"params": [p for n, p in params if not any(nd in n for nd in no_decay)], **extra},
+                {"params": [p for n, p in params if any(nd in n for nd in no_decay)], "weight_decay": 0.0, **extra}]
+
     def _add_group(self, trainer: pl.Trainer, pl_module: pl.LightningModule, names: list[str], lr: float) -> None:
         optimizer = trainer.optimizers[0]
         params = self._params(pl_module)
         present = {id(p) for g in optimizer.param_groups for p in g["params"]}
-        new = [params[n] for n in names if id(params[n]) not in present and params[n].requires_grad]
+        new = [(n, params[n]) for n in names if id(params[n]) not in present and params[n].requires_grad]
         if not new:
             log.warning("ftsc: phase %d thaws no new parameters; no parameter group added.", self.curr_depth)
             return
         start_lr = lr
         for config in trainer.lr_scheduler_configs:
             sched = config.scheduler
-            if self.plan and self.plan.options.get("apply_lambdas_new_pgs") and hasattr(sched, "lr_lambdas"):
+            if self.plan and self.plan.options.get("apply_lambdas_new_pgs") and getattr(sched, "lr_lambdas", None):
                 start_lr = lr * sched.lr_lambdas[-1](sched.last_epoch)
-        optimizer.add_param_group({"params": new, "lr": start_lr, "initial_lr": lr})
+        groups = self._groups(pl_module, new, lr=start_lr, initial_lr=start_lr)
+        for group in groups:
+            optimizer.add_param_group(group)
         for config in trainer.lr_scheduler_configs:
             sched = config.scheduler
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.min_lrs.extend([sched.min_lrs[0]] * len(groups))
+                continue
             if hasattr(sched, "base_lrs"):
-                sched.base_lrs.append(lr)
-            if hasattr(sched, "lr_lambdas"):
-                sched.lr_lambdas.append(sched.lr_lambdas[-1])
-            if hasattr(sched, "min_lrs"):
-                sched.min_lrs.append(sched.min_lrs[0])
-            if hasattr(sched, "_last_lr"):
-                sched._last_lr = [g["lr"] for g in optimizer.param_groups]
+                sched.base_lrs.extend([lr] * len(groups))
+            if getattr(sched, "lr_lambdas", None):
+                sched.lr_lambdas.extend([sched.lr_lambdas[-1]] * max(len(sched.base_lrs) - len(sched.lr_lambdas), 0))
 
     # -- hooks -----------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -298,12 +307,104 @@ class FinetuningScheduler(Callback):
             plateau = trainer.strategy.reduce_boolean_decision(plateau, all=False)
         return by_epoch or plateau
 
+    # -- re-initialisation (FTS `new_optimizer` / `new_lr_scheduler`) ---------------------------------
+    def _reinit_cfg(self, depth: int, kind: str) -> dict[str, Any] | None:
+        """The optimizer / lr-scheduler reinit directive in force at `depth` (implicit configs win, as in FTS)."""
+        assert self.plan is not None
+        if depth == 0:
+            return None
+        if kind == "optimizer":
+            implicit = self.reinit_optim_cfg and self.reinit_optim_cfg.get("optimizer_init")
+            return dict(implicit) if implicit else self.plan.phases[depth].new_optimizer
+        implicit = self.reinit_lr_cfg
+        if implicit:
+            init = implicit.get("lr_scheduler_init", {})
+            return {"class_path": init.get("class_path"), "init_args": dict(init.get("init_args", {})),
+                    **{k: v for k, v in implicit.items() if k != "lr_scheduler_init"}}
+        return self.plan.phases[depth].new_lr_scheduler
+
+    @staticmethod
+    def _import_class(class_path: str) -> type:
+        import importlib
+
+        module, _, name = class_path.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as err:
+            raise MisconfigurationException(f"cannot import `{class_path}` for re-initialisation: {err}") from None
+
+    def _reinit_optimizer(self, trainer: pl.Trainer, pl_module: pl.LightningModule, cfg: dict[str, Any],
+                          names: list[str]) -> torch.optim.Optimizer:
+        params = self._params(pl_module)
+        cls = self._import_class(cfg["class_path"])
+        optimizer = cls(self._groups(pl_module, [(n, params[n]) for n in names]), **cfg.get("init_args", {}))
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group.get("initial_lr", group["lr"])
+        trainer.strategy.optimizers = [optimizer]
+        if trainer.lr_scheduler_configs:
+            trainer.lr_scheduler_configs[0].scheduler.optimizer = optimizer
+        return optimizer
+
+    def _reinit_lr_scheduler(self, trainer: pl.Trainer, cfg: dict[str, Any]) -> None:
+        from lightning.pytorch.utilities.types import LRSchedulerConfig
+
+        optimizer = trainer.optimizers[0]
+        key = "lr" if cfg.get("use_current_optimizer_pg_lrs") else "initial_lr"
+        current = [g.get(key, g["lr"]) for g in optimizer.param_groups]
+        given = cfg.get("init_pg_lrs")
+        for group, lr in zip(optimizer.param_groups, given or current, strict=False):
+            group["lr"] = float(lr)
+            if given:
+                group["initial_lr"] = float(lr)
+        cls = self._import_class(cfg["class_path"])
+        pl_cfg = dict(cfg.get("pl_lrs_cfg") or {})
+        if issubclass(cls, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            pl_cfg.setdefault("reduce_on_plateau", True)
+            if not pl_cfg.get("monitor"):
+                raise MisconfigurationException("a ReduceLROnPlateau re-initialisation needs `pl_lrs_cfg.monitor`")
+        trainer.strategy.lr_scheduler_configs = [
+            LRSchedulerConfig(scheduler=cls(optimizer=optimizer, **cfg.get("init_args", {})), **pl_cfg)]
+
+    def _save_lr_state(self, trainer: pl.Trainer) -> tuple[dict[str, Any], list[float]]:
+        import copy
+
+        state = copy.deepcopy(trainer.lr_scheduler_configs[0].scheduler.state_dict()) \
+            if trainer.lr_scheduler_configs else {}
+        return state, [g["lr"] for g in trainer.optimizers[0].param_groups]
+
+    def _restore_lr_state(self, trainer: pl.Trainer, state: dict[str, Any], lrs: list[float]) -> None:
+        for config in trainer.lr_scheduler_configs:
+            config.scheduler.load_state_dict(state)
+        for group, lr in zip(trainer.optimizers[0].param_groups, lrs, strict=False):
+            group["lr"] = lr
+
+    def _add_phase(self, trainer: pl.Trainer, pl_module: pl.LightningModule, i: int, target: int,
+                   pre: tuple[dict[str, Any], list[float]]) -> None:
+        """Thaw phase `i` and add its groups; at the target phase first restore the latest lr state (the
+        schedule of existing groups continues), and afterwards re-initialise the lr scheduler if asked."""
+        assert self.plan is not None
+        phase = self.plan.phases[i]
+        names = self._thaw(pl_module, i)
+        if i == target and target > 0:
+            self._restore_lr_state(trainer, *pre)
+        lr = float(phase.lr if phase.lr is not None else trainer.optimizers[0].defaults["lr"])
+        self._add_group(trainer, pl_module, names, lr)
+        cfg = self._reinit_cfg(i, "lr_scheduler") if target > 0 else None
+        if cfg:
+            self._reinit_lr_scheduler(trainer, cfg)
+
     def _transition(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self.plan is not None
+        pre = self._save_lr_state(trainer)
         self.curr_depth += 1
-        phase = self.plan.phases[self.curr_depth]
-        names = self._thaw(pl_module, self.curr_depth)
-        self._add_group(trainer, pl_module, names, float(phase.lr if phase.lr is not None else 0.0))
+        depth = self.curr_depth
+        new_optimizer = self._reinit_cfg(depth, "optimizer")
+        if new_optimizer:  # replay every phase into a fresh optimizer
+            self._reinit_optimizer(trainer, pl_module, new_optimizer, self._thaw(pl_module, 0))
+            for i in range(1, depth + 1):
+                self._add_phase(trainer, pl_module, i, depth, pre)
+        else:
+            self._add_phase(trainer, pl_module, depth, depth, pre)
         for es in self._early_stopping(trainer):
             es.es_phase_complete = False
             es.wait_count = 0
@@ -360,13 +461,28 @@ class FinetuningScheduler(Callback):
             self.curr_depth = depth
             for d in range(depth + 1):
                 self._thaw(pl_module, d)
-        optimizer = trainer.optimizers[0]
         params = self._params(pl_module)
-        optimizer.param_groups.clear()
-        optimizer.state.clear()
-        for g in self._restored["param_groups"]:
-            optimizer.add_param_group({**{k: v for k, v in g.items() if k != "params"},
-                                       "params": [params[n] for n in g["params"]]})
+        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [params[n] for n in g["params"]]}
+                  for g in self._restored["param_groups"]]
+        # The optimizer / scheduler in the checkpoint are those of the last re-initialisation up to this
+        # phase, not the ones configure_optimizers built: rebuild those classes before Lightning loads
+        # their state (FTS fails here with `KeyError: 'momentum'` after an optimizer reinit).
+        opt_cfg = next((c for d in range(depth, 0, -1) if (c := self._reinit_cfg(d, "optimizer"))), None)
+        if opt_cfg:
+            cls = self._import_class(opt_cfg["class_path"])
+            optimizer = cls(groups, **opt_cfg.get("init_args", {}))
+            trainer.strategy.optimizers = [optimizer]
+            if trainer.lr_scheduler_configs:
+                trainer.lr_scheduler_configs[0].scheduler.optimizer = optimizer
+        else:
+            optimizer = trainer.optimizers[0]
+            optimizer.param_groups.clear()
+            optimizer.state.clear()
+            for group in groups:
+                optimizer.add_param_group(group)
+        lrs_cfg = next((c for d in range(depth, 0, -1) if (c := self._reinit_cfg(d, "lr_scheduler"))), None)
+        if lrs_cfg:
+            self._reinit_lr_scheduler(trainer, {k: v for k, v in lrs_cfg.items() if k != "init_pg_lrs"})
         self._reset_schedulers(trainer)
         for es in self._early_stopping(trainer):
             es.final_phase = self.depth_remaining == 0
