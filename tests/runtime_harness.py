@@ -18,13 +18,14 @@ warnings.filterwarnings("ignore", ".*GPU available.*")
 class TinyModule(pl.LightningModule):
     """A 3-Linear regressor; `scheduler` picks the lr scheduler."""
 
-    def __init__(self, scheduler: str = "step", with_bn: bool = False) -> None:
+    def __init__(self, scheduler: str = "step", with_bn: bool = False, lr: float = 1e-2) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1)]
         if with_bn:
             layers.insert(1, nn.BatchNorm1d(8))
         self.model = nn.Sequential(*layers)
         self.scheduler = scheduler
+        self.lr = lr
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -38,7 +39,7 @@ class TinyModule(pl.LightningModule):
         self.log("val_loss", nn.functional.mse_loss(self(x), y))
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.SGD(self.parameters(), lr=1e-2, momentum=0.9)
+        opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
         if self.scheduler == "lambda":
             sched: Any = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.9 ** e)
         else:
@@ -46,10 +47,12 @@ class TinyModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": sched}
 
 
-def loader(seed: int = 0, n: int = 64) -> torch.utils.data.DataLoader:
+def loader(seed: int = 0, n: int = 64, sign: float = 1.0) -> torch.utils.data.DataLoader:
+    """Synthetic regression data; `sign=-1` gives a validation set that training makes worse, so the
+    best checkpoint lies in the past (what `restore_best` tests need)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 8, generator=g)
-    y = torch.sin(x).sum(1, keepdim=True)
+    y = sign * torch.sin(x).sum(1, keepdim=True)
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
 
 
@@ -72,7 +75,7 @@ class Recorder(pl.Callback):
 
 def run(kind: str, schedule: dict | str | None, tmp: Path, *, epochs: int = 5, es: dict | None = None,
         module_kwargs: dict | None = None, ckpt_path: str | None = None, save_every_epoch: bool = False,
-        **options: Any) -> tuple[Recorder, pl.LightningModule, pl.Trainer]:
+        worsening_val: bool = False, **options: Any) -> tuple[Recorder, pl.LightningModule, pl.Trainer]:
     """Fit `TinyModule` with ftsc's callback (`kind="ftsc"`) or FTS's (`"fts"`); same seed and data."""
     if kind == "fts":
         from finetuning_scheduler import FinetuningScheduler, FTSCheckpoint, FTSEarlyStopping
@@ -81,16 +84,20 @@ def run(kind: str, schedule: dict | str | None, tmp: Path, *, epochs: int = 5, e
     torch.manual_seed(0)
     module = TinyModule(**(module_kwargs or {}))
     rec = Recorder()
-    callbacks: list[pl.Callback] = [FinetuningScheduler(ft_schedule=schedule, restore_best=False, **options), rec]
+    options.setdefault("restore_best", False)
+    callbacks: list[pl.Callback] = [FinetuningScheduler(ft_schedule=schedule, **options), rec]
     if es is not None:
         callbacks.insert(1, FTSEarlyStopping(**es))
-    if kind == "fts":  # FTS insists on its checkpoint callback; it does not influence the trajectory here
+    if kind == "fts":  # FTS insists on its checkpoint callback (it matters only with restore_best)
         callbacks.append(FTSCheckpoint(dirpath=str(tmp / "fts_ckpt"), monitor="val_loss", save_top_k=1))
-    elif save_every_epoch:
+    elif options["restore_best"]:
+        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=str(tmp / "best"), monitor="val_loss", save_top_k=1))
+    if kind == "ftsc" and save_every_epoch:
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=str(tmp / "ckpt"), save_top_k=-1, every_n_epochs=1,
                                                       filename="{epoch}"))
     trainer = pl.Trainer(max_epochs=epochs, callbacks=callbacks, logger=False, default_root_dir=str(tmp),
-                         enable_checkpointing=kind == "fts" or save_every_epoch, enable_progress_bar=False,
+                         enable_checkpointing=kind == "fts" or save_every_epoch or options["restore_best"],
+                         enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, deterministic=True)
-    trainer.fit(module, loader(0), loader(1), ckpt_path=ckpt_path)
+    trainer.fit(module, loader(0), loader(1, sign=-1.0 if worsening_val else 1.0), ckpt_path=ckpt_path)
     return rec, module, trainer

@@ -47,6 +47,11 @@ REINIT_OPT = {0: {"params": ["model.4.*"], "max_transition_epoch": 1},
 
 CASES: list[tuple[str, Any, dict[str, Any]]] = [
     ("lr-scheduler-reinit", REINIT_LRS, {"epoch_transitions_only": True}),
+    # restore_best: the validation set gets worse as training goes, so the best checkpoint is an old one
+    ("restore-best", LRS, {"epoch_transitions_only": True, "restore_best": True, "worsening_val": True}),
+    ("restore-best-plateau", PLATEAU, {"restore_best": True, "worsening_val": True,
+                                       "_es": {"monitor": "val_loss", "patience": 1, "min_delta": 10.0}}),
+
     ("optimizer-reinit", REINIT_OPT, {"epoch_transitions_only": True}),
     ("epoch-only", EPOCHS, {"epoch_transitions_only": True}),
     ("per-phase-lr", LRS, {"epoch_transitions_only": True}),
@@ -106,6 +111,18 @@ def test_resume_at_every_epoch_equals_the_uninterrupted_run(name: str, schedule:
         assert all(map(_same, resumed.rows[-1]["lrs"], full.rows[-1]["lrs"]))
         for (n, a), b in zip(full_module.state_dict().items(), module_r.state_dict().values(), strict=True):
             assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), (ckpt.name, n)
+
+
+def test_restore_best_after_optimizer_reinit(tmp_path: Path) -> None:
+    """FTS crashes here (it loads the best checkpoint's SGD state into the re-initialised AdamW:
+    `KeyError: 'betas'`); ftsc rebuilds the optimizer the checkpoint was saved with, restores it,
+    then replays the re-initialisation, and training completes through every phase."""
+    opts = {"epoch_transitions_only": True, "restore_best": True, "worsening_val": True}
+    with pytest.raises(KeyError):
+        run("fts", REINIT_OPT, tmp_path / "fts", **opts)
+    ours, module, trainer = run("ftsc", REINIT_OPT, tmp_path / "ftsc", **opts)
+    assert [r["depth"] for r in ours.rows] == [0, 1, 1, 2, 2]
+    assert isinstance(trainer.optimizers[0], torch.optim.AdamW) and len(trainer.optimizers[0].param_groups) == 3
 
 
 def test_resume_with_another_schedule_is_refused(tmp_path: Path) -> None:

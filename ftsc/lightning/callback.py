@@ -170,9 +170,6 @@ class FinetuningScheduler(Callback):
                 raise MisconfigurationException("the fine-tuning schedule does not fit this model:\n"
                                                 + render_text(errors))
         plan = lower_runtime(schedule, resolve_schedule(schedule, graph))
-        if plan.options.get("restore_best"):
-            raise MisconfigurationException("restore_best=True is not supported by this version of ftsc.lightning "
-                                            "yet; pass restore_best=False (see docs/runtime.md)")
         return plan
 
     # -- parameters and optimizer ----------------------------------------------------------------
@@ -285,9 +282,14 @@ class FinetuningScheduler(Callback):
         for es in self._early_stopping(trainer):
             es.final_phase = self.depth_remaining == 0
 
+    _base_optimizer: torch.optim.Optimizer | None = None
+    _base_schedulers: list[Any] | None = None
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if len(trainer.optimizers) != 1:
             raise MisconfigurationException("ftsc.lightning supports exactly one optimizer")
+        self._base_optimizer = trainer.optimizers[0]
+        self._base_schedulers = list(trainer.lr_scheduler_configs)
         if self._restored is not None:
             self._apply_restored_groups(trainer, pl_module)
         else:
@@ -306,6 +308,63 @@ class FinetuningScheduler(Callback):
         if phase.plateau:  # every rank must agree before parameters change
             plateau = trainer.strategy.reduce_boolean_decision(plateau, all=False)
         return by_epoch or plateau
+
+    def _rebuild_optimizer(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           saved_groups: list[dict[str, Any]], depth: int) -> None:
+        """Give the optimizer (and scheduler) the classes and groups a checkpoint at `depth` was saved with."""
+        params = self._params(pl_module)
+        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [params[n] for n in g["params"]]}
+                  for g in saved_groups]
+        # The optimizer / scheduler in the checkpoint are those of the last re-initialisation up to this
+        # phase, not the ones configure_optimizers built: rebuild those classes before Lightning loads
+        # their state (FTS fails here with `KeyError: 'momentum'` after an optimizer reinit).
+        opt_cfg = next((c for d in range(depth, 0, -1) if (c := self._reinit_cfg(d, "optimizer"))), None)
+        if opt_cfg:
+            cls = self._import_class(opt_cfg["class_path"])
+            optimizer = cls(groups, **opt_cfg.get("init_args", {}))
+            trainer.strategy.optimizers = [optimizer]
+            if trainer.lr_scheduler_configs:
+                trainer.lr_scheduler_configs[0].scheduler.optimizer = optimizer
+        else:  # the optimizer configure_optimizers built (a later reinit may have replaced it since)
+            optimizer = self._base_optimizer or trainer.optimizers[0]
+            optimizer.param_groups.clear()
+            optimizer.state.clear()
+            for group in groups:
+                optimizer.add_param_group(group)
+            if trainer.optimizers[0] is not optimizer:
+                trainer.strategy.optimizers = [optimizer]
+        lrs_cfg = next((c for d in range(depth, 0, -1) if (c := self._reinit_cfg(d, "lr_scheduler"))), None)
+        if lrs_cfg:
+            self._reinit_lr_scheduler(trainer, {k: v for k, v in lrs_cfg.items() if k != "init_pg_lrs"})
+        elif self._base_schedulers is not None:
+            trainer.strategy.lr_scheduler_configs = list(self._base_schedulers)
+        for config in trainer.lr_scheduler_configs:
+            config.scheduler.optimizer = optimizer
+        self._reset_schedulers(trainer)
+
+    def _restore_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int | None:
+        """Load the best checkpoint's weights, optimizer and scheduler; returns its phase (None: nothing to load)."""
+        path = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
+        if not path:
+            log.warning("ftsc: restore_best is set but no best checkpoint exists yet; continuing from the current "
+                        "weights.")
+            return None
+        trainer.strategy.barrier("ftsc_restore_best")
+        ckpt = trainer.strategy.load_checkpoint(path)
+        trainer.strategy.load_model_state_dict(ckpt)
+        state = ckpt.get("callbacks", {}).get(self.state_key, {})
+        if not state:
+            raise MisconfigurationException(f"restore_best: {path} holds no ftsc schedule state")
+        best = int(state["depth"])
+        for p in pl_module.parameters():
+            p.requires_grad_(False)
+        for d in range(best + 1):
+            self._thaw(pl_module, d)
+        self._rebuild_optimizer(trainer, pl_module, state["param_groups"], best)
+        trainer.optimizers[0].load_state_dict(ckpt["optimizer_states"][0])
+        for config, sched_state in zip(trainer.lr_scheduler_configs, ckpt.get("lr_schedulers", []), strict=False):
+            config.scheduler.load_state_dict(sched_state)
+        return best
 
     # -- re-initialisation (FTS `new_optimizer` / `new_lr_scheduler`) ---------------------------------
     def _reinit_cfg(self, depth: int, kind: str) -> dict[str, Any] | None:
@@ -398,13 +457,18 @@ class FinetuningScheduler(Callback):
         pre = self._save_lr_state(trainer)
         self.curr_depth += 1
         depth = self.curr_depth
-        new_optimizer = self._reinit_cfg(depth, "optimizer")
+        restored = self._restore_best(trainer, pl_module) if self.plan.options.get("restore_best") else None
+        # An optimizer reinit in this phase, or in a phase replayed after restoring an older checkpoint
+        # (FTS only looks at the new phase and trains on with the restored optimizer class).
+        replayed = range(depth if restored is None else restored + 1, depth + 1)
+        new_optimizer = next((c for d in reversed(replayed) if (c := self._reinit_cfg(d, "optimizer"))), None)
         if new_optimizer:  # replay every phase into a fresh optimizer
             self._reinit_optimizer(trainer, pl_module, new_optimizer, self._thaw(pl_module, 0))
             for i in range(1, depth + 1):
                 self._add_phase(trainer, pl_module, i, depth, pre)
-        else:
-            self._add_phase(trainer, pl_module, depth, depth, pre)
+        else:  # the phases after the restored one (only the new phase without restore_best)
+            for i in replayed:
+                self._add_phase(trainer, pl_module, i, depth, pre)
         for es in self._early_stopping(trainer):
             es.es_phase_complete = False
             es.wait_count = 0
@@ -461,28 +525,7 @@ class FinetuningScheduler(Callback):
             self.curr_depth = depth
             for d in range(depth + 1):
                 self._thaw(pl_module, d)
-        params = self._params(pl_module)
-        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [params[n] for n in g["params"]]}
-                  for g in self._restored["param_groups"]]
-        # The optimizer / scheduler in the checkpoint are those of the last re-initialisation up to this
-        # phase, not the ones configure_optimizers built: rebuild those classes before Lightning loads
-        # their state (FTS fails here with `KeyError: 'momentum'` after an optimizer reinit).
-        opt_cfg = next((c for d in range(depth, 0, -1) if (c := self._reinit_cfg(d, "optimizer"))), None)
-        if opt_cfg:
-            cls = self._import_class(opt_cfg["class_path"])
-            optimizer = cls(groups, **opt_cfg.get("init_args", {}))
-            trainer.strategy.optimizers = [optimizer]
-            if trainer.lr_scheduler_configs:
-                trainer.lr_scheduler_configs[0].scheduler.optimizer = optimizer
-        else:
-            optimizer = trainer.optimizers[0]
-            optimizer.param_groups.clear()
-            optimizer.state.clear()
-            for group in groups:
-                optimizer.add_param_group(group)
-        lrs_cfg = next((c for d in range(depth, 0, -1) if (c := self._reinit_cfg(d, "lr_scheduler"))), None)
-        if lrs_cfg:
-            self._reinit_lr_scheduler(trainer, {k: v for k, v in lrs_cfg.items() if k != "init_pg_lrs"})
+        self._rebuild_optimizer(trainer, pl_module, self._restored["param_groups"], depth)
         self._reset_schedulers(trainer)
         for es in self._early_stopping(trainer):
             es.final_phase = self.depth_remaining == 0
