@@ -469,11 +469,32 @@ class FinetuningScheduler(Callback):
         else:  # the phases after the restored one (only the new phase without restore_best)
             for i in replayed:
                 self._add_phase(trainer, pl_module, i, depth, pre)
+        self._resync_ddp(trainer)
         for es in self._early_stopping(trainer):
             es.es_phase_complete = False
             es.wait_count = 0
             es.final_phase = self.depth_remaining == 0
         log.info("ftsc: fine-tuning continues in phase %d.", self.curr_depth)
+
+    @staticmethod
+    def _resync_ddp(trainer: pl.Trainer) -> None:
+        """Rebuild the DDP wrapper so its reducer covers the parameters thawed after wrapping.
+
+        DDP decides once, when it wraps the model, which parameters' gradients it all-reduces:
+        those that require grad then. Parameters thawed later would train unsynchronized and the
+        replicas would drift apart (what happens under FTS). Re-wrapping also broadcasts rank 0's
+        module state, which the replicas already share.
+        """
+        from lightning.pytorch.strategies import DDPStrategy
+        from torch.nn.parallel import DistributedDataParallel
+
+        strategy = trainer.strategy
+        if not isinstance(strategy, DDPStrategy) or not isinstance(strategy.model, DistributedDataParallel):
+            return
+        module = strategy.model.module
+        strategy.model = None  # drop the old reducer (and its autograd hooks) before wrapping again
+        strategy.model = strategy._setup_model(module)
+        strategy._register_ddp_hooks()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._should_transition(trainer):
