@@ -75,7 +75,8 @@ class Recorder(pl.Callback):
 
 def run(kind: str, schedule: dict | str | None, tmp: Path, *, epochs: int = 5, es: dict | None = None,
         module_kwargs: dict | None = None, ckpt_path: str | None = None, save_every_epoch: bool = False,
-        worsening_val: bool = False, **options: Any) -> tuple[Recorder, pl.LightningModule, pl.Trainer]:
+        worsening_val: bool = False, ckpt_via_trainer: bool = False, best_dir: Path | None = None,
+        **options: Any) -> tuple[Recorder, pl.LightningModule, pl.Trainer]:
     """Fit `TinyModule` with ftsc's callback (`kind="ftsc"`) or FTS's (`"fts"`); same seed and data."""
     if kind == "fts":
         from finetuning_scheduler import FinetuningScheduler, FTSCheckpoint, FTSEarlyStopping
@@ -90,8 +91,9 @@ def run(kind: str, schedule: dict | str | None, tmp: Path, *, epochs: int = 5, e
         callbacks.insert(1, FTSEarlyStopping(**es))
     if kind == "fts":  # FTS insists on its checkpoint callback (it matters only with restore_best)
         callbacks.append(FTSCheckpoint(dirpath=str(tmp / "fts_ckpt"), monitor="val_loss", save_top_k=1))
-    elif options["restore_best"]:
-        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=str(tmp / "best"), monitor="val_loss", save_top_k=1))
+    elif options["restore_best"]:  # keeps every file: a resumed run must still find the best of its epoch
+        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=str(best_dir or tmp / "best"), monitor="val_loss",
+                                                      save_top_k=-1, filename="best-{epoch}"))
     if kind == "ftsc" and save_every_epoch:
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=str(tmp / "ckpt"), save_top_k=-1, every_n_epochs=1,
                                                       filename="{epoch}"))
@@ -99,5 +101,10 @@ def run(kind: str, schedule: dict | str | None, tmp: Path, *, epochs: int = 5, e
                          enable_checkpointing=kind == "fts" or save_every_epoch or options["restore_best"],
                          enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, deterministic=True)
-    trainer.fit(module, loader(0), loader(1, sign=-1.0 if worsening_val else 1.0), ckpt_path=ckpt_path)
+    val = loader(1, sign=-1.0 if worsening_val else 1.0)
+    if ckpt_via_trainer:  # the other way to resume: set trainer.ckpt_path, then fit without ckpt_path
+        trainer.ckpt_path = ckpt_path
+        trainer.fit(module, loader(0), val)
+    else:
+        trainer.fit(module, loader(0), val, ckpt_path=ckpt_path)
     return rec, module, trainer

@@ -93,19 +93,23 @@ def test_parity_with_fts(name: str, schedule: Any, options: dict[str, Any], tmp_
         assert _same(a["val_loss"], b["val_loss"]), (a, b)
 
 
-RESUME_CASES = [c for c in CASES if c[0] in ("per-phase-lr", "composed", "lr-scheduler-reinit", "optimizer-reinit")]
+RESUME_CASES = [c for c in CASES if c[0] in ("per-phase-lr", "composed", "lr-scheduler-reinit", "optimizer-reinit",
+                                              "restore-best", "restore-best-plateau")]
 
 
+@pytest.mark.parametrize("via_trainer", [False, True], ids=["fit-ckpt_path", "trainer.ckpt_path"])
 @pytest.mark.parametrize(("name", "schedule", "options"), RESUME_CASES, ids=[c[0] for c in RESUME_CASES])
 def test_resume_at_every_epoch_equals_the_uninterrupted_run(name: str, schedule: Any, options: dict[str, Any],
-                                                            tmp_path: Path) -> None:
-    """`fit(ckpt_path=...)` from each epoch's checkpoint ends with the same weights, phase and lrs."""
+                                                            via_trainer: bool, tmp_path: Path) -> None:
+    """Resuming from each epoch's checkpoint (`fit(ckpt_path=...)`, or `trainer.ckpt_path = ...`) ends
+    with the same weights, phase and lrs as the uninterrupted run."""
     opts, es, module = _split(options)
     full, full_module, _ = run("ftsc", schedule, tmp_path / "full", es=es, save_every_epoch=True, **opts)
     ckpts = sorted((tmp_path / "full" / "ckpt").glob("epoch=*.ckpt"))
-    assert len(ckpts) == 5
+    assert len(ckpts) == len(full.rows) >= 4  # one per epoch (early stopping may end the last phase sooner)
     for ckpt in ckpts[:-1]:
-        resumed, module_r, trainer = run("ftsc", schedule, tmp_path / ckpt.stem, es=es, ckpt_path=str(ckpt), **opts)
+        resumed, module_r, trainer = run("ftsc", schedule, tmp_path / ckpt.stem, es=es, ckpt_path=str(ckpt),
+                                         ckpt_via_trainer=via_trainer, best_dir=tmp_path / "full" / "best", **opts)
         assert resumed.rows[-1]["depth"] == full.rows[-1]["depth"]
         assert resumed.rows[-1]["trainable"] == full.rows[-1]["trainable"]
         assert all(map(_same, resumed.rows[-1]["lrs"], full.rows[-1]["lrs"]))
