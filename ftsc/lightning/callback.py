@@ -86,6 +86,8 @@ class FinetuningScheduler(Callback):
         frozen_bn_track_running_stats: frozen BatchNorm layers keep updating running stats.
         apply_lambdas_new_pgs: new groups start at `lr * lr_lambda(last_epoch)` of a lambda scheduler.
         log_phase: log the current phase as the metric `finetuning_phase`.
+        verify_sharding: at fit start, compare the real FSDP2 groups with ftsc's prediction and
+            `"error"` (default), `"warn"` or do nothing (`"off"`) on a difference.
         Other FTS options (`gen_ft_sched_only`, `strategy_adapter_cfg`, `custom_strategy_adapters`,
         `allow_untested`, `logging_level`, `log_dir`) are accepted with FTS's meaning where it applies.
     """
@@ -97,7 +99,8 @@ class FinetuningScheduler(Callback):
                  custom_strategy_adapters: dict | None = None, allow_untested: bool = False,
                  apply_lambdas_new_pgs: bool = False, logging_level: int = logging.INFO,
                  enforce_phase0_params: bool = True, frozen_bn_track_running_stats: bool = True,
-                 log_dir: str | Path | None = None, log_phase: bool = True) -> None:
+                 log_dir: str | Path | None = None, log_phase: bool = True,
+                 verify_sharding: str = "error") -> None:
         super().__init__()
         self.ft_schedule = ft_schedule
         self.options: dict[str, Any] = {
@@ -110,8 +113,13 @@ class FinetuningScheduler(Callback):
         self.strategy_adapter_cfg = strategy_adapter_cfg or {}
         self.gen_ft_sched_only, self.log_dir, self.log_phase = gen_ft_sched_only, log_dir, log_phase
         self.custom_strategy_adapters, self.logging_level = custom_strategy_adapters, logging_level
+        if verify_sharding not in ("error", "warn", "off"):
+            raise ValueError(f"verify_sharding must be 'error', 'warn' or 'off', not {verify_sharding!r}")
+        self.verify_sharding = verify_sharding
         self.plan: RuntimePlan | None = None
         self.curr_depth = 0
+        self._fsdp2_plan: list[tuple[str, dict[str, Any]]] | None = None
+        self._user_shard_calls: list[list[str]] = []
         self._restored: dict[str, Any] | None = None
         self._pending_restore = False
 
@@ -170,11 +178,13 @@ class FinetuningScheduler(Callback):
                 raise MisconfigurationException("the fine-tuning schedule does not fit this model:\n"
                                                 + render_text(errors))
         plan = lower_runtime(schedule, resolve_schedule(schedule, graph))
+        self._schedule, self._graph = schedule, graph
         return plan
 
     # -- parameters and optimizer ----------------------------------------------------------------
     def _params(self, pl_module: pl.LightningModule) -> dict[str, torch.nn.Parameter]:
-        return dict(pl_module.named_parameters())
+        # activation-checkpoint wrappers insert a path segment the schedule does not name
+        return {n.replace("_checkpoint_wrapped_module.", ""): p for n, p in pl_module.named_parameters()}
 
     def _thaw(self, pl_module: pl.LightningModule, depth: int) -> list[str]:
         assert self.plan is not None
@@ -193,7 +203,7 @@ class FinetuningScheduler(Callback):
                 m.track_running_stats = keep or any(p.requires_grad for p in own) or not own
 
     def _group_names(self, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> list[list[str]]:
-        names = {id(p): n for n, p in pl_module.named_parameters()}
+        names = {id(p): n for n, p in self._params(pl_module).items()}
         return [[names[id(p)] for p in g["params"] if id(p) in names] for g in optimizer.param_groups]
 
     def _reset_schedulers(self, trainer: pl.Trainer) -> None:
@@ -281,7 +291,47 @@ class FinetuningScheduler(Callback):
             self._thaw(pl_module, d)
         for es in self._early_stopping(trainer):
             es.final_phase = self.depth_remaining == 0
+        self._setup_fsdp2(trainer, pl_module)
 
+    def _setup_fsdp2(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Under ModelParallelStrategy, apply the schedule's `fsdp2` plan after the user's configure_model."""
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        schedule = self._schedule
+        if schedule is None or schedule.fsdp2 is None or not isinstance(trainer.strategy, ModelParallelStrategy):
+            return
+        from ftsc.lightning.fsdp2 import wrap_configure_model
+        from ftsc.shard import fsdp2_analysis
+
+        analysis = fsdp2_analysis(schedule, self._graph)
+        assert analysis is not None
+        defaults_setting = schedule.fsdp2.setting("fsdp_default_kwargs")
+        defaults = dict(defaults_setting.value.py()) if defaults_setting else {}
+        plan = [(m, {**defaults, **{s.name: s.value.py() for s in analysis.entry_of[m].kwargs or ()}})
+                for m in analysis.plan]
+        self._fsdp2_plan = plan
+        strategy = trainer.strategy
+        wrap_configure_model(pl_module, plan, lambda: strategy.device_mesh["data_parallel"], self._user_shard_calls)
+
+    def _verify_fsdp2(self, pl_module: pl.LightningModule) -> None:
+        """Compare the real fully_shard groups with the prediction (`verify_sharding`)."""
+        if self._fsdp2_plan is None or self.verify_sharding == "off":
+            return
+        from ftsc.lightning.fsdp2 import compare, real_groups
+        from ftsc.shard.fsdp2 import predict2
+
+        predicted = predict2(self._graph, [m for m, _ in self._fsdp2_plan], self._user_shard_calls)
+        problems = compare({g.name: list(g.params) for g in predicted.groups}, real_groups(pl_module))
+        if problems:
+            text = "the fully_shard groups differ from ftsc's prediction:\n  " + "\n  ".join(problems)
+            if self.verify_sharding == "error":
+                raise MisconfigurationException(text)
+            log.warning("ftsc: %s", text)
+        else:
+            log.info("ftsc: the %d fully_shard groups match the prediction", len(predicted.groups))
+
+    _schedule: Any = None
+    _graph: Any = None
     _base_optimizer: torch.optim.Optimizer | None = None
     _base_schedulers: list[Any] | None = None
 
@@ -290,6 +340,7 @@ class FinetuningScheduler(Callback):
             raise MisconfigurationException("ftsc.lightning supports exactly one optimizer")
         self._base_optimizer = trainer.optimizers[0]
         self._base_schedulers = list(trainer.lr_scheduler_configs)
+        self._verify_fsdp2(pl_module)
         if self._restored is not None:
             self._apply_restored_groups(trainer, pl_module)
         else:
@@ -452,8 +503,22 @@ class FinetuningScheduler(Callback):
         if cfg:
             self._reinit_lr_scheduler(trainer, cfg)
 
+    @staticmethod
+    def _reshard_fsdp2(pl_module: pl.LightningModule) -> None:
+        """Register the sharded DTensor parameters again: an FSDP2 root keeps its unsharded plain
+        tensors registered after forward (it does not reshard there), and thawing or adding those to
+        the optimizer would act on the wrong tensors."""
+        try:
+            from torch.distributed.fsdp import FSDPModule
+        except ImportError:  # pragma: no cover
+            return
+        for module in pl_module.modules():
+            if isinstance(module, FSDPModule):
+                module.reshard()
+
     def _transition(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self.plan is not None
+        self._reshard_fsdp2(pl_module)
         pre = self._save_lr_state(trainer)
         self.curr_depth += 1
         depth = self.curr_depth

@@ -1,0 +1,82 @@
+"""Fit with ftsc's callback under Lightning's ModelParallelStrategy (FSDP2) on 2 CPU gloo processes.
+
+Usage: python tests/fsdp2_runtime_probe.py OUT_DIR [PLAN]
+PLAN is `aligned` (every Linear and the root) or `mixed` (no root). Each rank writes
+OUT_DIR/rank{r}.json: per epoch the phase, param-group lrs, whether each trainable parameter is a
+DTensor, and the final weights' digest; rank 0 also writes the groups it verified.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import lightning.pytorch as pl  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.strategies import ModelParallelStrategy  # noqa: E402
+
+from tests.runtime_harness import TinyModule, loader  # noqa: E402
+
+PLANS = {
+    "aligned": '    shard model.0\n    shard model.2\n    shard model.4\n    shard ""\n',
+    "mixed": "    shard model.2\n",
+}
+
+
+class Probe(TinyModule):
+    def configure_model(self) -> None:  # ModelParallelStrategy requires one; the plan is applied after it
+        pass
+
+
+class Record(pl.Callback):
+    def __init__(self, out: Path) -> None:
+        self.out, self.rows = out, []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from torch.distributed.tensor import DTensor
+
+        from torch.distributed.fsdp import FSDPModule
+
+        for module in pl_module.modules():  # look at the sharded parameters, as the optimizer holds them
+            if isinstance(module, FSDPModule):
+                module.reshard()
+        fts = next(c for c in trainer.callbacks if hasattr(c, "curr_depth"))
+        self.rows.append({"epoch": trainer.current_epoch, "depth": fts.curr_depth,
+                          "lrs": [g["lr"] for g in trainer.optimizers[0].param_groups],
+                          "dtensor": {n: isinstance(p, DTensor) for n, p in pl_module.named_parameters()
+                                      if p.requires_grad}})
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from torch.distributed.tensor import DTensor
+
+        full = {n: (p.full_tensor() if isinstance(p, DTensor) else p).detach().double().sum().item()
+                for n, p in pl_module.named_parameters()}
+        (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps({"rows": self.rows, "sums": full}))
+
+
+def main() -> None:
+    from ftsc.lightning import FinetuningScheduler
+
+    out = Path(sys.argv[1])
+    plan = PLANS[sys.argv[2] if len(sys.argv) > 2 else "aligned"]
+    out.mkdir(parents=True, exist_ok=True)
+    sched = out / "schedule.ftsc"
+    sched.write_text('phase 0 { thaw glob "model.4.*" until epoch 1 }\n'
+                     'phase 1 { thaw glob "model.2.*" lr = 0.01 until epoch 2 }\n'
+                     'phase 2 { thaw glob "model.0.*" lr = 0.01 }\n'
+                     f"fsdp2 {{\n{plan}}}\n")
+    torch.manual_seed(0)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, max_epochs=3, logger=False, enable_progress_bar=False,
+                         strategy=ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1),
+                         enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+                         callbacks=[FinetuningScheduler(ft_schedule=str(sched), restore_best=False,
+                                                        epoch_transitions_only=True), Record(out)],
+                         default_root_dir=str(out))
+    trainer.fit(Probe(), loader(0, n=128), loader(1))
+
+
+if __name__ == "__main__":
+    main()
