@@ -65,7 +65,7 @@ def parse_info(text: str | None) -> dict[int, list[str]]:
         return {}
     out: dict[int, list[str]] = {}
     parts = re.split(r"^\s*Phase (\d+):\s*$", text.split("mixed parameter groups:", 1)[1], flags=re.MULTILINE)
-    for phase, body in zip(parts[1::2], parts[2::2]):
+    for phase, body in zip(parts[1::2], parts[2::2], strict=True):
         out[int(phase)] = sorted(re.findall(r"'([^']+)':\s*<class", body))
     return out
 
