@@ -183,8 +183,9 @@ class FinetuningScheduler(Callback):
 
     # -- parameters and optimizer ----------------------------------------------------------------
     def _params(self, pl_module: pl.LightningModule) -> dict[str, torch.nn.Parameter]:
-        # activation-checkpoint wrappers insert a path segment the schedule does not name
-        return {n.replace("_checkpoint_wrapped_module.", ""): p for n, p in pl_module.named_parameters()}
+        # FSDP and activation-checkpoint wrappers insert path segments the schedule does not name
+        return {n.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", ""): p
+                for n, p in pl_module.named_parameters()}
 
     def _thaw(self, pl_module: pl.LightningModule, depth: int) -> list[str]:
         assert self.plan is not None
@@ -292,6 +293,49 @@ class FinetuningScheduler(Callback):
         for es in self._early_stopping(trainer):
             es.final_phase = self.depth_remaining == 0
         self._setup_fsdp2(trainer, pl_module)
+        self._setup_fsdp1(trainer, pl_module)
+
+    def _setup_fsdp1(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Under FSDPStrategy, wrap along the compiled plan in configure_model (the schedule's `fsdp`
+        block, or FTS's `strategy_adapter_cfg.awp_overrides` on the strategy's own policy)."""
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        schedule = self._schedule
+        if schedule is None or schedule.fsdp is None or not isinstance(trainer.strategy, FSDPStrategy):
+            return
+        from ftsc.lightning.fsdp1 import spec_matches_strategy, wrap_configure_model
+        from ftsc.shard import fsdp1_analysis
+
+        analysis = fsdp1_analysis(schedule, self._graph)
+        assert analysis is not None
+        problems = spec_matches_strategy(analysis.spec, trainer.strategy)
+        if problems:
+            raise MisconfigurationException("the FSDP strategy contradicts the schedule's fsdp block: "
+                                            + "; ".join(problems))
+        if not analysis.spec.use_orig_params:
+            raise MisconfigurationException("ftsc.lightning runs FSDP1 with use_orig_params=True (Lightning's "
+                                            "default); use_orig_params=False is not supported at run time yet")
+        self._fsdp1 = analysis
+        wrap_configure_model(pl_module, analysis.spec)
+
+    def _verify_fsdp1(self, pl_module: pl.LightningModule) -> None:
+        """Compare the real FlatParameters with the prediction (`verify_sharding`)."""
+        if self._fsdp1 is None or self.verify_sharding == "off":
+            return
+        from ftsc.lightning.fsdp1 import real_units
+        from ftsc.lightning.fsdp2 import compare
+
+        predicted = {u.name: list(u.params) for u in self._fsdp1.prediction.units}
+        problems = compare(predicted, real_units(pl_module, dict(self._graph.aliases)))
+        if problems:
+            text = "the FSDP units differ from ftsc's prediction:\n  " + "\n  ".join(problems)
+            if self.verify_sharding == "error":
+                raise MisconfigurationException(text)
+            log.warning("ftsc: %s", text)
+        else:
+            log.info("ftsc: the %d FSDP units match the prediction", len(predicted))
+
+    _fsdp1: Any = None
 
     def _setup_fsdp2(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Under ModelParallelStrategy, apply the schedule's `fsdp2` plan after the user's configure_model."""
@@ -341,6 +385,7 @@ class FinetuningScheduler(Callback):
         self._base_optimizer = trainer.optimizers[0]
         self._base_schedulers = list(trainer.lr_scheduler_configs)
         self._verify_fsdp2(pl_module)
+        self._verify_fsdp1(pl_module)
         if self._restored is not None:
             self._apply_restored_groups(trainer, pl_module)
         else:

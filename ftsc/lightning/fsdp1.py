@@ -1,0 +1,105 @@
+"""Apply the compiled FSDP1 wrap plan under Lightning's FSDPStrategy, and check the result.
+
+Input: the FSDP1 spec ftsc predicted from (policy classes or size, overrides, ignored modules),
+the LightningModule. Output: inside Lightning's `configure_model` context, every direct child
+of the LightningModule wrapped as an FSDP root with a policy that adds the overrides (what FTS
+builds and what `ftsc.shard.fsdp1` predicts; Lightning then leaves the root unwrapped); and, at
+fit start, the real FlatParameters compared with the prediction. Imports torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import torch
+
+from ftsc.shard.fsdp1 import BATCHNORM, FSDP1Spec, class_matches
+
+log = logging.getLogger(__name__)
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def build_policy(pl_module: torch.nn.Module, spec: FSDP1Spec) -> Any:
+    """The torch auto-wrap policy for `spec` (class targets by qualified name, overrides by module)."""
+    from torch.distributed.fsdp.wrap import (
+        CustomPolicy,
+        ModuleWrapPolicy,
+        _or_policy,
+        lambda_auto_wrap_policy,
+        size_based_auto_wrap_policy,
+    )
+
+    override_ids = {id(pl_module.get_submodule(n)) for n in spec.overrides}
+    classes = tuple({cls for m in pl_module.modules() for cls in type(m).__mro__
+                     if any(class_matches(w, _qualname(cls)) for w in spec.classes)})
+    if spec.min_num_params:
+        size = functools.partial(size_based_auto_wrap_policy, min_num_params=spec.min_num_params)
+        if not override_ids:
+            return size
+        names = functools.partial(lambda_auto_wrap_policy, lambda_fn=lambda m: id(m) in override_ids)
+        return functools.partial(_or_policy, policies=[size, names])
+    if override_ids:
+        return CustomPolicy(lambda m: isinstance(m, classes) or id(m) in override_ids)
+    return ModuleWrapPolicy(set(classes)) if classes else None
+
+
+def wrap_configure_model(pl_module: torch.nn.Module, spec: FSDP1Spec) -> None:
+    """After the user's `configure_model`: unless the user wrapped modules themselves, wrap each
+    direct child as an FSDP root with the compiled policy."""
+    original = pl_module.configure_model
+
+    @functools.wraps(original)
+    def configure_model() -> None:
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from torch.distributed.fsdp.wrap import _ConfigAutoWrap, wrap
+
+        original()
+        if any(isinstance(m, FSDP) for m in pl_module.modules()):
+            return  # manual wrapping (ftsc predicted it from the recorded wrap() calls)
+        saved = _ConfigAutoWrap.kwargs.get("auto_wrap_policy")
+        _ConfigAutoWrap.kwargs["auto_wrap_policy"] = build_policy(pl_module, spec)
+        try:
+            for name, child in list(pl_module.named_children()):
+                setattr(pl_module, name, wrap(child))
+        finally:
+            _ConfigAutoWrap.kwargs["auto_wrap_policy"] = saved
+
+    object.__setattr__(pl_module, "configure_model", configure_model)
+
+
+def clean(name: str) -> str:
+    """A parameter/module name without FSDP and activation-checkpointing wrapper segments."""
+    return name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "") \
+        .removesuffix("._fsdp_wrapped_module").removesuffix("._checkpoint_wrapped_module")
+
+
+def real_units(pl_module: torch.nn.Module, aliases: dict[str, str]) -> dict[str, list[str]]:
+    """`{unit FQN: FlatParameter contents (primary FQNs)}` of the wrapped LightningModule."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    out: dict[str, list[str]] = {}
+    for name, mod in pl_module.named_modules():
+        if not isinstance(mod, FSDP):
+            continue
+        unit = clean(name)
+        fp = mod._flat_param
+        fqns = [] if fp is None else [clean(f"{unit}.{f}" if unit else f) for f in fp._fqns]
+        out[unit] = [aliases.get(f, f) for f in fqns]
+    return out
+
+
+def spec_matches_strategy(spec: FSDP1Spec, strategy: Any) -> list[str]:
+    """Settings of the Trainer's FSDPStrategy that contradict the compiled spec."""
+    problems = []
+    orig = strategy.kwargs.get("use_orig_params", True)
+    if orig != spec.use_orig_params:
+        problems.append(f"the strategy has use_orig_params={orig}, the schedule {spec.use_orig_params}")
+    return problems
+
+
+__all__ = ["BATCHNORM", "build_policy", "clean", "real_units", "spec_matches_strategy", "wrap_configure_model"]
