@@ -71,13 +71,21 @@ def main() -> None:
     out, block = Path(sys.argv[1]), sys.argv[2]
     out.mkdir(parents=True, exist_ok=True)
     sched = out / "schedule.ftsc"
-    sched.write_text('phase 0 { thaw glob "model.4.*" until epoch 1 }\n'
-                     'phase 1 { thaw glob "model.2.*" until epoch 2 }\n'
-                     'phase 2 { thaw glob "model.0.*" }\n'
-                     f"fsdp {{\n{block}\n}}\n")
+    text = ('phase 0 { thaw glob "model.4.*" until epoch 1 }\n'
+            'phase 1 { thaw glob "model.2.*" until epoch 2 }\n'
+            'phase 2 { thaw glob "model.0.*" }\n')
+    strategy_kwargs: dict[str, Any] = {}
+    adapter_cfg = None
+    if block == "FTS-CONFIG":  # as FTS users configure it: the policy on the strategy, overrides in the adapter cfg
+        strategy_kwargs = {"auto_wrap_policy": {torch.nn.Linear}}
+        adapter_cfg = {"awp_overrides": ["model"]}
+    else:
+        text += f"fsdp {{\n{block}\n}}\n"
+    sched.write_text(text)
     torch.manual_seed(0)
-    callback = StopAfterCheck(ft_schedule=str(sched), restore_best=False, epoch_transitions_only=True)
-    trainer = Trainer(accelerator="cpu", devices=2, strategy=CPUFSDP(process_group_backend="gloo"),
+    callback = StopAfterCheck(ft_schedule=str(sched), restore_best=False, epoch_transitions_only=True,
+                              strategy_adapter_cfg=adapter_cfg)
+    trainer = Trainer(accelerator="cpu", devices=2, strategy=CPUFSDP(process_group_backend="gloo", **strategy_kwargs),
                       max_epochs=3, callbacks=[callback], logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                       default_root_dir=str(out))

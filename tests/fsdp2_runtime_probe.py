@@ -23,6 +23,8 @@ from tests.runtime_harness import TinyModule, loader  # noqa: E402
 PLANS = {
     "aligned": '    shard model.0\n    shard model.2\n    shard model.4\n    shard ""\n',
     "mixed": "    shard model.2\n",
+    # as FTS users configure it: a YAML schedule, the plan in strategy_adapter_cfg.fsdp_plan
+    "fts-cfg": None,
 }
 
 
@@ -63,17 +65,27 @@ def main() -> None:
     out = Path(sys.argv[1])
     plan = PLANS[sys.argv[2] if len(sys.argv) > 2 else "aligned"]
     out.mkdir(parents=True, exist_ok=True)
-    sched = out / "schedule.ftsc"
-    sched.write_text('phase 0 { thaw glob "model.4.*" until epoch 1 }\n'
-                     'phase 1 { thaw glob "model.2.*" lr = 0.01 until epoch 2 }\n'
-                     'phase 2 { thaw glob "model.0.*" lr = 0.01 }\n'
-                     f"fsdp2 {{\n{plan}}}\n")
+    adapter_cfg = None
+    if plan is None:
+        sched = out / "schedule.yaml"
+        sched.write_text("0:\n  params: [model.4.*]\n  max_transition_epoch: 1\n"
+                         "1:\n  params: [model.2.*]\n  lr: 0.01\n  max_transition_epoch: 2\n"
+                         "2:\n  params: [model.0.*]\n  lr: 0.01\n  max_transition_epoch: 3\n")
+        adapter_cfg = {"fsdp_plan": {"model.0": {}, "model.2": {}, "model.4": {}, "": {}},
+                       "fsdp_default_kwargs": {"reshard_after_forward": True}}
+    else:
+        sched = out / "schedule.ftsc"
+        sched.write_text('phase 0 { thaw glob "model.4.*" until epoch 1 }\n'
+                         'phase 1 { thaw glob "model.2.*" lr = 0.01 until epoch 2 }\n'
+                         'phase 2 { thaw glob "model.0.*" lr = 0.01 }\n'
+                         f"fsdp2 {{\n{plan}}}\n")
     torch.manual_seed(0)
     trainer = pl.Trainer(accelerator="cpu", devices=2, max_epochs=3, logger=False, enable_progress_bar=False,
                          strategy=ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1),
                          enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
                          callbacks=[FinetuningScheduler(ft_schedule=str(sched), restore_best=False,
-                                                        epoch_transitions_only=True), Record(out)],
+                                                        epoch_transitions_only=True,
+                                                        strategy_adapter_cfg=adapter_cfg), Record(out)],
                          default_root_dir=str(out))
     trainer.fit(Probe(), loader(0, n=128), loader(1))
 

@@ -20,6 +20,7 @@ pytest.importorskip("torch")
 @pytest.mark.parametrize(("block", "units"), [
     ("    auto_wrap_policy = [torch.nn.Linear]", {"model.0", "model.2", "model.4", "model"}),
     ("    wrap model.4", {"model.4", "model"}),
+    ("FTS-CONFIG", {"model.0", "model.2", "model.4", "model"}),  # policy on the strategy, awp_overrides in the cfg
 ])
 def test_fsdp1_wrapping_matches_the_prediction(block: str, units: set[str], tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "fsdp1_runtime_probe.py"), str(tmp_path), block],

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("plan", ["aligned", "mixed"])
+@pytest.mark.parametrize("plan", ["aligned", "mixed", "fts-cfg"])
 def test_model_parallel_fit_on_two_cpu_processes(plan: str, tmp_path: Path) -> None:
     """2 gloo processes: the plan is applied after configure_model, the self-check passes, phases
     transition, and both ranks end with the same weights."""
@@ -29,7 +29,7 @@ def test_model_parallel_fit_on_two_cpu_processes(plan: str, tmp_path: Path) -> N
     assert [r["depth"] for r in rank0["rows"]] == [0, 1, 2]
     assert [len(r["lrs"]) for r in rank0["rows"]] == [1, 2, 3]
     dtensor = rank0["rows"][-1]["dtensor"]
-    if plan == "aligned":
+    if plan in ("aligned", "fts-cfg"):
         assert all(dtensor.values())
         assert rank0["sums"] == rank1["sums"]
     else:

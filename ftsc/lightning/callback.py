@@ -292,8 +292,39 @@ class FinetuningScheduler(Callback):
             self._thaw(pl_module, d)
         for es in self._early_stopping(trainer):
             es.final_phase = self.depth_remaining == 0
+        self._sharding_from_strategy(trainer)
         self._setup_fsdp2(trainer, pl_module)
         self._setup_fsdp1(trainer, pl_module)
+
+    def _sharding_from_strategy(self, trainer: pl.Trainer) -> None:
+        """FTS users configure sharding on the strategy and in `strategy_adapter_cfg`; when the
+        schedule has no sharding block, build it from there (the same IR `ftsc check` reads from
+        a LightningCLI config)."""
+        from dataclasses import replace
+
+        from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+        from ftsc import ir
+
+        schedule, cfg = self._schedule, self.strategy_adapter_cfg
+        if isinstance(trainer.strategy, FSDPStrategy) and schedule.fsdp is None:
+            policy = trainer.strategy.kwargs.get("auto_wrap_policy")
+            classes = getattr(policy, "_module_classes", policy if isinstance(policy, (set, list, tuple)) else ())
+            names = [f"{c.__module__}.{c.__qualname__}" for c in classes]
+            settings = [ir.Setting(name="use_orig_params",
+                                   value=ir.from_py(bool(trainer.strategy.kwargs.get("use_orig_params", True))))]
+            if names:
+                settings.append(ir.Setting(name="auto_wrap_policy", value=ir.from_py(names)))
+            wrap = tuple(ir.Selector(kind=ir.SelectorKind.FTS, pattern=str(p)) for p in cfg.get("awp_overrides") or ())
+            self._schedule = replace(schedule, fsdp=ir.FSDPConfig(settings=tuple(settings), wrap=wrap))
+        elif isinstance(trainer.strategy, ModelParallelStrategy) and schedule.fsdp2 is None and cfg.get("fsdp_plan"):
+            plan = tuple(ir.ShardEntry(selector=ir.Selector(kind=ir.SelectorKind.FTS, pattern=str(k)),
+                                       kwargs=tuple(ir.Setting(name=n, value=ir.from_py(v))
+                                                    for n, v in (kw or {}).items()) or None)
+                         for k, kw in cfg["fsdp_plan"].items())
+            defaults = cfg.get("fsdp_default_kwargs") or {}
+            settings = (ir.Setting(name="fsdp_default_kwargs", value=ir.from_py(dict(defaults))),) if defaults else ()
+            self._schedule = replace(schedule, fsdp2=ir.FSDP2Config(settings=settings, plan=plan))
 
     def _setup_fsdp1(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Under FSDPStrategy, wrap along the compiled plan in configure_model (the schedule's `fsdp`
