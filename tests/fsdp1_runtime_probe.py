@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 from lightning.pytorch import Trainer  # noqa: E402
-from lightning.pytorch.strategies import FSDPStrategy  # noqa: E402
 from lightning.pytorch.utilities.exceptions import MisconfigurationException  # noqa: E402
 
 from ftsc.lightning import FinetuningScheduler  # noqa: E402
 from ftsc.lightning.fsdp1 import real_units  # noqa: E402
+from tests.cpu_fsdp import CPUFSDP  # noqa: E402
 from tests.runtime_harness import TinyModule, loader  # noqa: E402
-
-
-class CPUFSDP(FSDPStrategy):
-    strategy_name = "fsdp"
-
-    @contextmanager
-    def model_sharded_context(self) -> Any:
-        from torch.distributed.fsdp.fully_sharded_data_parallel import FullyShardedDataParallel
-        from torch.distributed.fsdp.wrap import enable_wrap
-
-        with enable_wrap(wrapper_cls=FullyShardedDataParallel, cpu_offload=self.cpu_offload,
-                         mixed_precision=self.mixed_precision_config, sharding_strategy=self.sharding_strategy,
-                         device_id=torch.device("cpu"), **self.kwargs):
-            yield
-
-    def _setup_model(self, model: Any) -> Any:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
-        if not any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
-            model = FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
-                                             mixed_precision=self.mixed_precision_config,
-                                             sharding_strategy=self.sharding_strategy,
-                                             device_id=torch.device("cpu"), **self.kwargs)
-        return model
 
 
 class Checked(Exception):

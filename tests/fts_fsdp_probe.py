@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,30 +138,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from finetuning_scheduler import FinetuningScheduler
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch import Trainer
-    from lightning.pytorch.strategies import FSDPStrategy
 
-    class CPUFSDP(FSDPStrategy):
-        strategy_name = "fsdp"  # FTS resolves its FSDP adapter by name; `type(x) is FSDPStrategy` GPU check skipped
-
-        @contextmanager
-        def model_sharded_context(self) -> Any:
-            from torch.distributed.fsdp.fully_sharded_data_parallel import FullyShardedDataParallel
-            from torch.distributed.fsdp.wrap import enable_wrap
-
-            with enable_wrap(wrapper_cls=FullyShardedDataParallel, cpu_offload=self.cpu_offload,
-                             mixed_precision=self.mixed_precision_config, sharding_strategy=self.sharding_strategy,
-                             device_id=torch.device("cpu"), **self.kwargs):
-                yield
-
-        def _setup_model(self, model: Any) -> Any:
-            from torch.distributed.fsdp import FullyShardedDataParallel
-
-            if not any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
-                model = FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
-                                                 mixed_precision=self.mixed_precision_config,
-                                                 sharding_strategy=self.sharding_strategy,
-                                                 device_id=torch.device("cpu"), **self.kwargs)
-            return model
+    from tests.cpu_fsdp import CPUFSDP
 
     class Validated(Exception):
         """FTS's FSDP validation returned without raising."""
