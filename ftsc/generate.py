@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ftsc import ir
-from ftsc.model.graph import ModelGraph, parent_of
+from ftsc.model.graph import ModelGraph, parent_of, within
 
 STYLES = ("fts", "module")
 
@@ -55,10 +55,6 @@ def default_schedule(graph: ModelGraph, style: str = "fts") -> ir.Schedule:
     return ir.Schedule(phases=tuple(_phase(i, g) for i, g in enumerate(default_groups(graph, style))))
 
 
-def _contains(outer: str, inner: str) -> bool:
-    return outer != inner and (outer == "" or inner.startswith(outer + "."))
-
-
 def unit_schedule(graph: ModelGraph, units: Sequence[tuple[str, Sequence[str]]],
                   unsharded: Sequence[str]) -> ir.Schedule:
     """One phase per unit with parameters, then the unsharded parameters.
@@ -76,8 +72,11 @@ def unit_schedule(graph: ModelGraph, units: Sequence[tuple[str, Sequence[str]]],
     """
     names = [n for n, _ in units]
     ordered = list(reversed(list(units)))
-    leaves = [u for u in ordered if not any(_contains(u[0], n) for n in names)]
-    outers = [u for u in units if any(_contains(u[0], n) for n in names)]
+    def encloses(outer: str) -> bool:
+        return any(n != outer and within(n, outer) for n in names)
+
+    leaves = [u for u in ordered if not encloses(u[0])]
+    outers = [u for u in units if encloses(u[0])]
     groups: list[list[str]] = []
     seen: set[str] = set()
     for params in [*(list(p) for _, p in leaves), *(list(p) for _, p in outers), list(unsharded)]:

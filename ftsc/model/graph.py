@@ -14,7 +14,7 @@ the local name; alias registrations are edges too, `alias=True`), module -> clas
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,16 @@ from ftsc.model.names import NameIndex
 
 if TYPE_CHECKING:
     import networkx as nx
+
+
+def within(path: str, ancestor: str) -> bool:
+    """True if module path `path` is `ancestor` or lies below it (`""`, the root, holds everything).
+
+    Example:
+        >>> within("layers.1.attn", "layers.1"), within("layers.10", "layers.1"), within("head", "")
+        (True, False, True)
+    """
+    return ancestor == "" or path == ancestor or path.startswith(ancestor + ".")
 
 
 def parent_of(fqn: str) -> str:
@@ -143,30 +153,6 @@ class ModelGraph:
         """True if the module's class is `qualname` or derives from it."""
         return qualname in self.mro(fqn)
 
-    def instances_of(self, qualname: str) -> list[str]:
-        """Modules (primary names, registration order) whose class is or derives from `qualname`."""
-        return [m for m in self.modules if self.is_instance(m, qualname)]
-
-    def direct_params(self, module: str) -> list[str]:
-        """Primary parameter FQNs registered directly on `module` under its primary name."""
-        return [p for p in self.params if parent_of(p) == module]
-
-    @cached_property
-    def children(self) -> dict[str, list[str]]:
-        """Module -> child modules (primary names, registration order)."""
-        out: dict[str, list[str]] = {m: [] for m in self.modules}
-        for m in self.modules[1:]:
-            out.setdefault(parent_of(m), []).append(m)
-        return out
-
-    def walk(self, root: str = "") -> Iterator[str]:
-        """Modules under `root` (inclusive), pre-order."""
-        stack = [root]
-        while stack:
-            m = stack.pop()
-            yield m
-            stack.extend(reversed(self.children.get(m, [])))
-
     @property
     def manual_wraps(self) -> tuple[str, ...]:
         """Modules the model wraps itself with FSDP1 `wrap()` in `configure_model`, in call order."""
@@ -205,10 +191,6 @@ class ModelGraph:
                 g.add_edge(f"m:{self.module_aliases.get(owner, owner)}", f"p:{p.name}", kind="contains",
                            name=path.rpartition(".")[2], alias=alias)
         return g
-
-    def shared_modules(self) -> dict[str, str]:
-        """Alias path -> primary path for modules registered more than once."""
-        return dict(self.module_aliases)
 
     def total_numel(self, names: Sequence[str]) -> int:
         """Summed numel of `names` (each counted once)."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ftsc.model.graph import ModelGraph, parent_of
+from ftsc.model.graph import ModelGraph, parent_of, within
 from ftsc.shard.objects import ModuleObjects
 
 BATCHNORM = "torch.nn.modules.batchnorm._BatchNorm"
@@ -305,7 +305,7 @@ def predict(graph: ModelGraph, spec: FSDP1Spec) -> Prediction:
 
 def _innermost(module_path: str, unit_names: Sequence[str]) -> str | None:
     for name in unit_names:  # longest first
-        if name == "" or module_path == name or module_path.startswith(name + "."):
+        if within(module_path, name):
             return name
     return None
 

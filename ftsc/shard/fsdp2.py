@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ftsc.model.graph import ModelGraph, parent_of
+from ftsc.model.graph import ModelGraph, parent_of, within
 from ftsc.shard.objects import ModuleObjects
 
 
@@ -143,15 +143,11 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
                        multi_raises=multi_raises, untied=untied, failed=tuple(failed))
 
 
-def _contains(outer: str, inner: str) -> bool:
-    return outer == "" or inner == outer or inner.startswith(outer + ".")
-
-
 def _lazy_init_roots(groups: Sequence[Group]) -> dict[str, str]:
     """Group -> the outermost group whose modules contain it (the FSDP root at lazy init)."""
     out: dict[str, str] = {}
     for g in groups:
-        containing = [r for r in groups if all(any(_contains(m_r, m) for m_r in r.modules) for m in g.modules)]
+        containing = [r for r in groups if all(any(within(m, m_r) for m_r in r.modules) for m in g.modules)]
         out[g.name] = min(containing, key=lambda r: min(len(m) for m in r.modules) if r.modules else 0).name
     return out
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
-from ftsc.model.graph import parent_of
+from ftsc.model.graph import parent_of, within
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
@@ -31,7 +31,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     else:
         units = [u.name for u in pred.units if u.params]
         modules = {parent_of(p) for p in phase0.params}
-        ok = any(u == m or u.startswith(m + ".") or (m == "" and u != "") for m in modules for u in units)
+        ok = any(within(u, m) for m in modules for u in units)
     if ok:
         return
     sel = phase0.matches[0].selector if phase0.matches else None
