@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ftsc import __version__, ir
-from ftsc.analyze import AnalysisContext, analyze
+from ftsc.analyze import AnalysisContext, analyze, prepare
 from ftsc.config import ConfigError, Settings, load_settings
 from ftsc.convert import convert
 from ftsc.diagnostics import Diagnostic, Severity, make
@@ -121,17 +121,23 @@ def _merge_config(loaded: Loaded, config: Loaded) -> Loaded:
 
 def check_file(loaded: Loaded, graph: ModelGraph | None = None) -> list[Diagnostic]:
     """Front-end diagnostics plus every analysis pass, with suppressions applied."""
+    return _check(loaded, graph)[0]
+
+
+def _check(loaded: Loaded, graph: ModelGraph | None) -> tuple[list[Diagnostic], AnalysisContext | None]:
+    """`check_file`, also returning the prepared context (None when analysis did not run)."""
     diags = list(loaded.diagnostics)
+    ctx = None
     if loaded.schedule is not None and not any(d.code == "FTS001" for d in diags):
-        ctx = AnalysisContext(loaded.source, loaded.kind, graph)
         try:
+            ctx = prepare(loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph))
             diags.extend(analyze(loaded.schedule, ctx))
         except Exception as err:  # noqa: BLE001 - a bug must surface as FTS901, never a traceback
             diags.append(make("FTS901", loaded.source, None, detail=f"{type(err).__name__}: {err}",
                               help="please report this with the input file"))
     for source in [loaded.source, *loaded.related]:
         diags = apply_suppressions(source, diags)
-    return diags
+    return diags, ctx
 
 
 class _Graphs:
@@ -181,18 +187,18 @@ def _apply_fix(loaded: Loaded, graph: ModelGraph) -> bool:
     FSDP2: the plan reordered bottom-up (`.ftsc`), and the root added when phases would mix
     DTensor and plain parameters or trainable parameters would stay unsynchronized.
     """
-    from ftsc.analyze.resolve import resolve_schedule
     from ftsc.fix import add_dsl_overrides, add_yaml_overrides, add_yaml_plan_root, fix_dsl_plan
-    from ftsc.shard import fsdp1_analysis, fsdp2_analysis
     from ftsc.shard.fix import minimal_overrides
 
     schedule = loaded.schedule
     assert schedule is not None
-    resolution = resolve_schedule(schedule, graph)
+    ctx = prepare(schedule, AnalysisContext(loaded.source, loaded.kind, graph))
+    resolution = ctx.resolution
+    assert resolution is not None
     new: str | None = None
     what = ""
     if schedule.fsdp is not None:
-        analysis = fsdp1_analysis(schedule, graph)
+        analysis = ctx.fsdp1
         assert analysis is not None
         names = minimal_overrides(graph, analysis.spec, analysis.prediction, resolution.phase_of)
         if not names:
@@ -202,7 +208,7 @@ def _apply_fix(loaded: Loaded, graph: ModelGraph) -> bool:
         new = (add_yaml_overrides if yaml else add_dsl_overrides)(target.text, schedule.fsdp, names)
         what = "wrap " + ", ".join(names) + " in their own FSDP units"
     elif schedule.fsdp2 is not None:
-        plan = fsdp2_analysis(schedule, graph)
+        plan = ctx.fsdp2
         assert plan is not None
         pred = plan.prediction
         plain = set(pred.unsharded)
@@ -281,7 +287,6 @@ def _write(text: str, output: str | None) -> None:
 
 
 def _cmd_compile(args: argparse.Namespace, settings: Settings) -> int:
-    from ftsc.analyze.resolve import resolve_schedule
     from ftsc.diagnostics.render import to_json_obj
     from ftsc.lower import lower
 
@@ -291,7 +296,8 @@ def _cmd_compile(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("compile needs a model: give --model TARGET or --manifest FILE "
                          "(or map the schedule to a manifest in [tool.ftsc])")
     loaded = _load_schedule(args.file, config)
-    diags = (list(config.diagnostics) if config else []) + check_file(loaded, graph)
+    file_diags, ctx = _check(loaded, graph)
+    diags = (list(config.diagnostics) if config else []) + file_diags
     diags.sort(key=Diagnostic.sort_key)
     if loaded.schedule is None:
         doc: dict[str, object] = {"version": 1, "phases": [], "unscheduled": list(graph.params),
@@ -299,10 +305,9 @@ def _cmd_compile(args: argparse.Namespace, settings: Settings) -> int:
                                   "sharding": {"kind": "none", "units": [], "unsharded": []},
                                   "diagnostics": [to_json_obj(d) for d in diags]}
     else:
-        from ftsc.shard import fsdp1_analysis, fsdp2_analysis
-
-        plan = lower(loaded.schedule, resolve_schedule(loaded.schedule, graph), graph,
-                     fsdp1_analysis(loaded.schedule, graph), fsdp2_analysis(loaded.schedule, graph))
+        ctx = ctx or prepare(loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph))
+        assert ctx.resolution is not None
+        plan = lower(loaded.schedule, ctx.resolution, graph, ctx.fsdp1, ctx.fsdp2)
         doc = plan.to_json([to_json_obj(d) for d in diags])
     _write(json.dumps(doc, indent=2) + "\n", args.output)
     return EXIT_FINDINGS if any(d.severity is Severity.ERROR for d in diags) else EXIT_OK

@@ -71,18 +71,24 @@ PASSES: tuple[Pass, ...] = (
 )
 
 
+def prepare(schedule: ir.Schedule, ctx: AnalysisContext) -> AnalysisContext:
+    """`ctx` with the model-dependent stages filled in (selector resolution, FSDP1/FSDP2
+    predictions) when there is a model; callers that also lower the schedule reuse them."""
+    if ctx.graph is None or ctx.resolution is not None:
+        return ctx
+    from ftsc.shard import fsdp1_analysis, fsdp2_analysis  # the sharding stage builds on resolution
+
+    return replace(ctx, resolution=resolve_schedule(schedule, ctx.graph),
+                   fsdp1=fsdp1_analysis(schedule, ctx.graph), fsdp2=fsdp2_analysis(schedule, ctx.graph))
+
+
 def analyze(schedule: ir.Schedule, ctx: AnalysisContext) -> list[Diagnostic]:
     """Resolve selectors against the model (when there is one), run every pass, return diagnostics."""
-    if ctx.graph is not None and ctx.resolution is None:
-        from ftsc.shard import fsdp1_analysis, fsdp2_analysis  # the sharding stage builds on resolution
-
-
-        ctx = replace(ctx, resolution=resolve_schedule(schedule, ctx.graph),
-                      fsdp1=fsdp1_analysis(schedule, ctx.graph), fsdp2=fsdp2_analysis(schedule, ctx.graph))
+    ctx = prepare(schedule, ctx)
     out: list[Diagnostic] = []
     for check in PASSES:
         out.extend(check(schedule, ctx))
     return out
 
 
-__all__ = ["PASSES", "AnalysisContext", "Pass", "analyze"]
+__all__ = ["PASSES", "AnalysisContext", "Pass", "analyze", "prepare"]

@@ -35,18 +35,13 @@ class AnalysisContext:
     def example(text: str, params: Sequence[str], path: str = "example.ftsc",
                 aliases: Mapping[str, str] | None = None) -> tuple[ir.Schedule, AnalysisContext]:
         """`(schedule, context)` for schedule `text` against a model made of `params` (doc examples)."""
-        from ftsc.analyze.resolve import resolve_schedule
+        from ftsc.analyze import prepare
         from ftsc.frontend import load_text
 
         loaded = load_text(SourceFile(path, text))
         assert loaded.schedule is not None, loaded.diagnostics
-        from ftsc.shard import fsdp1_analysis, fsdp2_analysis
-
         graph = ModelGraph.from_names(params, aliases)
-        return loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph,
-                                                resolve_schedule(loaded.schedule, graph),
-                                                fsdp1_analysis(loaded.schedule, graph),
-                                                fsdp2_analysis(loaded.schedule, graph))
+        return loaded.schedule, prepare(loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph))
 
     @property
     def fts_semantics(self) -> bool:

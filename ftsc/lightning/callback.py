@@ -137,7 +137,7 @@ class FinetuningScheduler(Callback):
 
     def _load_schedule(self, pl_module: pl.LightningModule) -> RuntimePlan:
         from ftsc import ir
-        from ftsc.analyze import AnalysisContext, analyze
+        from ftsc.analyze import AnalysisContext, analyze, prepare
         from ftsc.analyze.resolve import resolve_schedule
         from ftsc.diagnostics import Severity
         from ftsc.diagnostics.render import render_text
@@ -171,13 +171,17 @@ class FinetuningScheduler(Callback):
         schedule = replace(schedule, options=replace(schedule.options,
                                                      settings=schedule.options.settings + extra))
         if loaded is not None:
-            ctx = AnalysisContext(loaded.source, loaded.kind, graph)
+            ctx = prepare(schedule, AnalysisContext(loaded.source, loaded.kind, graph))
             diags = list(loaded.diagnostics) + analyze(schedule, ctx)
             errors = [d for d in diags if d.severity is Severity.ERROR]
             if errors:
                 raise MisconfigurationException("the fine-tuning schedule does not fit this model:\n"
                                                 + render_text(errors))
-        plan = lower_runtime(schedule, resolve_schedule(schedule, graph))
+            resolution = ctx.resolution
+        else:  # FTS's implicit schedule, generated from the model: nothing to check
+            resolution = resolve_schedule(schedule, graph)
+        assert resolution is not None
+        plan = lower_runtime(schedule, resolution)
         self._schedule, self._graph = schedule, graph
         return plan
 
