@@ -22,6 +22,7 @@ Hook by hook:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +167,6 @@ class FinetuningScheduler(Callback):
         given = {s.name for s in schedule.options.settings}
         extra = tuple(ir.Setting(name=k, value=ir.from_py(v)) for k, v in self.options.items()
                       if k not in given and k != "allow_untested")
-        from dataclasses import replace
-
         schedule = replace(schedule, options=replace(schedule.options,
                                                      settings=schedule.options.settings + extra))
         if loaded is not None:
@@ -224,7 +223,7 @@ class FinetuningScheduler(Callback):
 
     def _enforce_phase0(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         optimizer = trainer.optimizers[0]
-        wanted = [n for n in self.plan.phases[0].params]  # type: ignore[union-attr]
+        wanted = list(self.plan.phases[0].params)  # type: ignore[union-attr]
         current = [n for g in self._group_names(pl_module, optimizer) for n in g]
         params = self._params(pl_module)
         if sorted(current) == sorted(wanted) and all(params[n].requires_grad for n in current):
@@ -237,9 +236,9 @@ class FinetuningScheduler(Callback):
         optimizer.state.clear()
         for group in self._groups(pl_module, [(n, params[n]) for n in wanted], lr=lr, initial_lr=lr):
             optimizer.add_param_group(group)
+        self._reset_schedulers(trainer)
         for config in trainer.lr_scheduler_configs:
             sched = config.scheduler
-            self._reset_schedulers(trainer)
             if hasattr(sched, "last_epoch") and hasattr(sched, "_initial_step"):
                 sched.last_epoch = -1
                 sched._initial_step()
@@ -304,8 +303,6 @@ class FinetuningScheduler(Callback):
         """FTS users configure sharding on the strategy and in `strategy_adapter_cfg`; when the
         schedule has no sharding block, build it from there (the same IR `ftsc check` reads from
         a LightningCLI config)."""
-        from dataclasses import replace
-
         from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
         from ftsc import ir

@@ -125,27 +125,19 @@ def wrap_configure_model(pl_module: torch.nn.Module, plan: list[tuple[str, dict[
 
     @functools.wraps(original)
     def configure_model() -> None:
-        import torch.distributed.fsdp as fsdp_mod
+        from torch.distributed.fsdp import fully_shard
 
-        real_fully_shard = fsdp_mod.fully_shard
+        from ftsc.model.build import replacing_fully_shard
+
         names = {id(m): n for n, m in pl_module.named_modules()}
 
         def recording(module: Any, *args: Any, **kwargs: Any) -> Any:
             mods = list(module) if isinstance(module, (list, tuple)) else [module]
             record.append([names.get(id(m), "?") for m in mods])
-            return real_fully_shard(module, *args, **kwargs)
+            return fully_shard(module, *args, **kwargs)
 
-        fsdp_mod.fully_shard = recording
-        user_globals = getattr(type(pl_module).configure_model, "__globals__", {})
-        patched = [k for k, v in user_globals.items() if v is real_fully_shard]
-        for k in patched:
-            user_globals[k] = recording
-        try:
+        with replacing_fully_shard(pl_module, recording):
             original()
-        finally:
-            fsdp_mod.fully_shard = real_fully_shard
-            for k in patched:
-                user_globals[k] = real_fully_shard
         apply_plan(pl_module, plan, mesh_getter())
 
     object.__setattr__(pl_module, "configure_model", configure_model)

@@ -203,13 +203,46 @@ class _StubMesh:
         return None
 
 
+_FULLY_SHARD_HOMES = ("torch.distributed.fsdp", "torch.distributed._composable.fsdp",
+                      "torch.distributed.fsdp._fully_shard", "torch.distributed.fsdp._fully_shard._fully_shard")
+
+
+@contextlib.contextmanager
+def replacing_fully_shard(module: Any, replacement: Any) -> Any:
+    """Make every `fully_shard` that `module.configure_model` can reach call `replacement`.
+
+    Users import the function before ftsc can intervene, so besides torch's public paths the
+    names bound to it in the globals of the LightningModule's own module are patched too.
+    Everything is restored on exit.
+    """
+    import importlib
+
+    patched: list[tuple[Any, str, Any]] = []
+    for home in _FULLY_SHARD_HOMES:
+        try:
+            mod = importlib.import_module(home)
+        except Exception:  # noqa: BLE001 - older/newer torch layouts
+            continue
+        if hasattr(mod, "fully_shard"):
+            patched.append((vars(mod), "fully_shard", mod.fully_shard))
+    originals = {id(orig) for _, _, orig in patched}
+    user_globals = getattr(type(module).configure_model, "__globals__", {})
+    patched += [(user_globals, key, value) for key, value in list(user_globals.items()) if id(value) in originals]
+    try:
+        for namespace, name, _ in patched:
+            namespace[name] = replacement
+        yield
+    finally:
+        for namespace, name, orig in patched:
+            namespace[name] = orig
+
+
 @contextlib.contextmanager
 def _recording_fully_shard(module: Any) -> Any:
     """Record FSDP2 `fully_shard` calls made in `configure_model` without sharding anything.
 
-    Every public path to `fully_shard` is patched (users import it before we can intervene, so
-    the patch is also installed on the function's globals of the LightningModule's module).
-    Calls are stored on the module as `_ftsc_fully_shard_calls` (lists of module objects).
+    Calls are stored on the module as `_ftsc_fully_shard_calls` (lists of module objects); a stub
+    device mesh stands in for Lightning's while there is no process group.
     """
     calls: list[list[Any]] = []
 
@@ -217,38 +250,13 @@ def _recording_fully_shard(module: Any) -> Any:
         calls.append(list(target) if isinstance(target, (list, tuple)) else [target])
         return target
 
-    patched: list[tuple[Any, str, Any]] = []
-    import importlib as _il
-
-    for mod_name in ("torch.distributed.fsdp", "torch.distributed._composable.fsdp",
-                     "torch.distributed.fsdp._fully_shard", "torch.distributed.fsdp._fully_shard._fully_shard"):
-        try:
-            mod = _il.import_module(mod_name)
-        except Exception:  # noqa: BLE001 - older/newer torch layouts
-            continue
-        if hasattr(mod, "fully_shard"):
-            patched.append((mod, "fully_shard", mod.fully_shard))
-    user_globals = getattr(type(module).configure_model, "__globals__", {})
-    originals = {id(orig) for _, _, orig in patched}
-    for key, value in list(user_globals.items()):
-        if id(value) in originals:
-            patched.append((user_globals, key, value))
     old_mesh = vars(module).get("_device_mesh")
     try:
-        for owner, name, _ in patched:
-            if isinstance(owner, dict):
-                owner[name] = record
-            else:
-                setattr(owner, name, record)
         if getattr(module, "_device_mesh", None) is None:
             object.__setattr__(module, "_device_mesh", _StubMesh())
-        yield
+        with replacing_fully_shard(module, record):
+            yield
     finally:
-        for owner, name, orig in patched:
-            if isinstance(owner, dict):
-                owner[name] = orig
-            else:
-                setattr(owner, name, orig)
         object.__setattr__(module, "_device_mesh", old_mesh)
         object.__setattr__(module, "_ftsc_fully_shard_calls", calls)
 
