@@ -6,14 +6,14 @@ structures 2 real gloo ranks build (see the FSDP semantics reference). Imports t
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ftsc.shard.fsdp1 import BATCHNORM, FSDP1Spec, class_matches
+from ftsc.lightning.fsdp1 import build_policy
+from ftsc.shard.fsdp1 import BATCHNORM, FSDP1Spec
 
 
 def ensure_process_group() -> None:
@@ -22,43 +22,6 @@ def ensure_process_group() -> None:
         from torch.testing._internal.distributed.fake_pg import FakeStore
 
         dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=2)
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _classes(model: nn.Module, written: tuple[str, ...]) -> set[type]:
-    out = set()
-    for m in model.modules():
-        for cls in type(m).__mro__:
-            if any(class_matches(w, _qualname(cls)) for w in written):
-                out.add(cls)
-    return out
-
-
-def _policy(model: nn.Module, spec: FSDP1Spec) -> Any:
-    from torch.distributed.fsdp.wrap import (
-        CustomPolicy,
-        ModuleWrapPolicy,
-        _or_policy,
-        lambda_auto_wrap_policy,
-        size_based_auto_wrap_policy,
-    )
-
-    override_ids = {id(model.get_submodule(n)) for n in spec.overrides}
-    classes = tuple(_classes(model, spec.classes))
-    if spec.min_num_params:
-        size = functools.partial(size_based_auto_wrap_policy, min_num_params=spec.min_num_params)
-        if not spec.overrides:
-            return size
-        names = functools.partial(lambda_auto_wrap_policy, lambda_fn=lambda m: id(m) in override_ids)
-        return functools.partial(_or_policy, policies=[size, names])
-    if spec.overrides:  # FTS's NameDrivenPolicy: the class targets plus the named modules
-        return CustomPolicy(lambda m: isinstance(m, classes) or id(m) in override_ids)
-    if classes:
-        return ModuleWrapPolicy(set(classes))
-    return None
 
 
 def real_units(model: nn.Module, spec: FSDP1Spec) -> tuple[dict[str, list[str]], list[str]]:
@@ -75,7 +38,7 @@ def real_units(model: nn.Module, spec: FSDP1Spec) -> tuple[dict[str, list[str]],
         kwargs["mixed_precision"] = MixedPrecision()
     if spec.ignored:
         kwargs["ignored_modules"] = [model.get_submodule(n) for n in spec.ignored]
-    policy = _policy(model, spec)
+    policy = build_policy(model, spec)  # the runtime's policy: the prediction must describe what ftsc builds
     if spec.manual:  # FSDP(m, policy) per recorded wrap() call, in call order; the root stays unwrapped
         for path in spec.manual:
             parent, _, local = path.rpartition(".")
