@@ -355,10 +355,10 @@ class FinetuningScheduler(Callback):
         if self._fsdp1 is None or self.verify_sharding == "off":
             return
         from ftsc.lightning.fsdp1 import real_units
-        from ftsc.lightning.fsdp2 import compare
+        from ftsc.shard import compare_units
 
         predicted = {u.name: list(u.params) for u in self._fsdp1.prediction.units}
-        problems = compare(predicted, real_units(pl_module, dict(self._graph.aliases)))
+        problems = compare_units(predicted, real_units(pl_module, dict(self._graph.aliases)))
         if problems:
             text = "the FSDP units differ from ftsc's prediction:\n  " + "\n  ".join(problems)
             if self.verify_sharding == "error":
@@ -393,11 +393,12 @@ class FinetuningScheduler(Callback):
         """Compare the real fully_shard groups with the prediction (`verify_sharding`)."""
         if self._fsdp2_plan is None or self.verify_sharding == "off":
             return
-        from ftsc.lightning.fsdp2 import compare, real_groups
+        from ftsc.lightning.fsdp2 import real_groups
+        from ftsc.shard import compare_units
         from ftsc.shard.fsdp2 import predict2
 
         predicted = predict2(self._graph, [m for m, _ in self._fsdp2_plan], self._user_shard_calls)
-        problems = compare({g.name: list(g.params) for g in predicted.groups}, real_groups(pl_module))
+        problems = compare_units({g.name: list(g.params) for g in predicted.groups}, real_groups(pl_module))
         if problems:
             text = "the fully_shard groups differ from ftsc's prediction:\n  " + "\n  ".join(problems)
             if self.verify_sharding == "error":

@@ -103,21 +103,6 @@ def real_groups(pl_module: torch.nn.Module) -> dict[str, list[str]]:
     return out
 
 
-def compare(predicted: dict[str, list[str]], real: dict[str, list[str]]) -> list[str]:
-    """Human-readable differences between predicted and real groups (empty: identical)."""
-    problems = []
-    for name in sorted(set(predicted) | set(real)):
-        if name not in real:
-            problems.append(f"predicted group `{name or '<root>'}` was not built")
-        elif name not in predicted:
-            problems.append(f"unpredicted group `{name or '<root>'}` with {len(real[name])} parameters")
-        elif sorted(predicted[name]) != sorted(real[name]):
-            missing = sorted(set(predicted[name]) - set(real[name]))
-            extra = sorted(set(real[name]) - set(predicted[name]))
-            problems.append(f"group `{name or '<root>'}` differs: missing {missing[:5]}, unexpected {extra[:5]}")
-    return problems
-
-
 def wrap_configure_model(pl_module: torch.nn.Module, plan: list[tuple[str, dict[str, Any]]],
                          mesh_getter: Any, record: list[list[str]]) -> None:
     """Run the user's `configure_model`, recording their `fully_shard` calls, then apply the plan."""

@@ -126,6 +126,22 @@ def fsdp2_analysis(schedule: ir.Schedule, graph: ModelGraph) -> FSDP2Analysis | 
                          unmatched=tuple(unmatched), containers=tuple(containers))
 
 
+def compare_units(predicted: dict[str, list[str]], real: dict[str, list[str]]) -> list[str]:
+    """Differences between predicted and real FSDP units or fully_shard groups (`{name: params}`),
+    in words; empty when they are identical (the runtime's fit-start self-check)."""
+    problems = []
+    for name in sorted(set(predicted) | set(real)):
+        if name not in real:
+            problems.append(f"predicted group `{name or '<root>'}` was not built")
+        elif name not in predicted:
+            problems.append(f"unpredicted group `{name or '<root>'}` with {len(real[name])} parameters")
+        elif sorted(predicted[name]) != sorted(real[name]):
+            missing = sorted(set(predicted[name]) - set(real[name]))
+            extra = sorted(set(real[name]) - set(predicted[name]))
+            problems.append(f"group `{name or '<root>'}` differs: missing {missing[:5]}, unexpected {extra[:5]}")
+    return problems
+
+
 def _modules(sel: ir.Selector, graph: ModelGraph) -> list[str]:
     try:
         return match_modules(sel, graph)
@@ -133,5 +149,5 @@ def _modules(sel: ir.Selector, graph: ModelGraph) -> list[str]:
         return []
 
 
-__all__ = ["FSDP1Analysis", "FSDP1Spec", "FSDP2Analysis", "Prediction", "Prediction2", "Unmatched",
+__all__ = ["FSDP1Analysis", "compare_units", "FSDP1Spec", "FSDP2Analysis", "Prediction", "Prediction2", "Unmatched",
            "fsdp1_analysis", "fsdp2_analysis", "predict", "predict2"]
