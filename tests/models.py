@@ -114,6 +114,18 @@ def shared_module() -> Any:
     return nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(8, 2))
 
 
+def two_parents() -> Any:
+    """A `Linear` registered under two parents: `enc.0` and `dec.1` are the same module object."""
+    from torch import nn
+
+    shared = nn.Linear(8, 8)
+    root = nn.Module()
+    root.enc = nn.Sequential(shared, nn.ReLU(), nn.Linear(8, 8))
+    root.dec = nn.Sequential(nn.Linear(8, 8), shared)
+    root.head = nn.Linear(8, 2)
+    return root
+
+
 @functools.cache
 def _toy_classes() -> dict[str, type]:
     import torch

@@ -58,16 +58,6 @@ def batchnorm_model() -> nn.Module:
                          nn.Sequential(nn.Linear(16, 16), nn.BatchNorm1d(16)), nn.Linear(16, 2))
 
 
-def two_parents() -> nn.Module:
-    """A `Linear` registered under two parents: `enc.0` and `dec.1` are the same module object."""
-    shared = nn.Linear(8, 8)
-    root = nn.Module()
-    root.enc = nn.Sequential(shared, nn.ReLU(), nn.Linear(8, 8))
-    root.dec = nn.Sequential(nn.Linear(8, 8), shared)
-    root.head = nn.Linear(8, 2)
-    return root
-
-
 def root_params() -> nn.Module:
     """A root holding parameters of its own next to two children (Lightning flow: those stay unsharded)."""
     root = nn.Module()
@@ -129,20 +119,20 @@ CASES: list[Case] = [
     Case("shared_module/Linear/flat", models.shared_module,
          _s(classes=("torch.nn.Linear",), use_orig_params=False)),
     # --- a module shared under two parents
-    Case("two_parents/Linear/orig", two_parents, _s(classes=("torch.nn.Linear",), use_orig_params=True)),
-    Case("two_parents/Linear/flat", two_parents, _s(classes=("torch.nn.Linear",), use_orig_params=False)),
-    Case("two_parents/size100+override/flat", two_parents,
+    Case("two_parents/Linear/orig", models.two_parents, _s(classes=("torch.nn.Linear",), use_orig_params=True)),
+    Case("two_parents/Linear/flat", models.two_parents, _s(classes=("torch.nn.Linear",), use_orig_params=False)),
+    Case("two_parents/size100+override/flat", models.two_parents,
          _s(min_num_params=100, overrides=("enc.0",), use_orig_params=False)),
-    Case("two_parents/size100+override/orig", two_parents,
+    Case("two_parents/size100+override/orig", models.two_parents,
          _s(min_num_params=100, overrides=("enc.0",), use_orig_params=True)),
-    Case("two_parents/size50/flat", two_parents, _s(min_num_params=50, use_orig_params=False)),
-    Case("two_parents/size37/flat", two_parents, _s(min_num_params=37, use_orig_params=False)),
+    Case("two_parents/size50/flat", models.two_parents, _s(min_num_params=50, use_orig_params=False)),
+    Case("two_parents/size37/flat", models.two_parents, _s(min_num_params=37, use_orig_params=False)),
     # On the revisit of `dec.1` torch counts the shared Linear's live numel after its first wrap at
     # `enc.0`: its registered `_flat_param` (ceil(72/2) = 36, use_orig_params=False) or rank 0's 1-D
     # shard views (36, use_orig_params=True), and wraps it again as an EMPTY unit `dec.1`.
-    Case("two_parents/size36/flat", two_parents, _s(min_num_params=36, use_orig_params=False)),
-    Case("two_parents/size36/orig", two_parents, _s(min_num_params=36, use_orig_params=True)),
-    Case("two_parents/size30/orig", two_parents, _s(min_num_params=30, use_orig_params=True)),
+    Case("two_parents/size36/flat", models.two_parents, _s(min_num_params=36, use_orig_params=False)),
+    Case("two_parents/size36/orig", models.two_parents, _s(min_num_params=36, use_orig_params=True)),
+    Case("two_parents/size30/orig", models.two_parents, _s(min_num_params=30, use_orig_params=True)),
     # --- small HF architectures
     Case("deberta/Layer/flat", models.deberta_v2, _s(classes=(DEBERTA + "DebertaV2Layer",), use_orig_params=False)),
     Case("deberta/Layer+Emb+Enc/orig", models.deberta_v2,

@@ -65,18 +65,8 @@ DUP = "is shared with a parameter already managed by another FSDP group"
 # Extra toy models
 
 
-def two_parents() -> nn.Module:
-    """A `Linear` registered under two parents: `enc.0` and `dec.1` are one module object."""
-    shared = nn.Linear(8, 8)
-    root = nn.Module()
-    root.enc = nn.Sequential(shared, nn.ReLU(), nn.Linear(8, 8))
-    root.dec = nn.Sequential(nn.Linear(8, 8), shared)
-    root.head = nn.Linear(8, 2)
-    return root
-
-
 def two_parents_lm() -> nn.Module:
-    return models.wrap(two_parents())
+    return models.wrap(models.two_parents())
 
 
 # ---------------------------------------------------------------------------------------------
