@@ -42,9 +42,10 @@ from ftsc.model.build import extract
 from ftsc.model.graph import ModelGraph
 from ftsc.source import SourceFile
 
+from .conftest import REPO
+
 pytestmark = [pytest.mark.torch]
 
-REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "fsdp"
 PROBE = Path(__file__).resolve().parent / "fts_fsdp_probe.py"
 

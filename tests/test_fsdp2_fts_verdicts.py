@@ -39,9 +39,10 @@ from ftsc.model.build import build, extract
 from ftsc.model.graph import ModelGraph
 from ftsc.shard import fsdp2_analysis
 
+from .conftest import REPO
+
 pytestmark = [pytest.mark.torch]
 
-REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "fsdp2"
 PROBE = Path(__file__).resolve().parent / "fts_fsdp2_probe.py"
 
