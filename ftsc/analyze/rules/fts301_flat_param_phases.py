@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, Label, make
-from ftsc.shard.fix import minimal_overrides, mixed_units
 
 _LISTED = 8
 
@@ -23,6 +22,8 @@ def phase_text(phase: int | None) -> str:
 
 def fix_help(ctx: AnalysisContext) -> tuple[str | None, list[str] | None]:
     """The `wrap` overrides that make every unit single-phase, as help text and as names."""
+    from ftsc.shard.fix import minimal_overrides  # the sharding stage: loaded only when a model is sharded
+
     assert ctx.fsdp1 is not None and ctx.graph is not None and ctx.resolution is not None
     fix = minimal_overrides(ctx.graph, ctx.fsdp1.spec, ctx.fsdp1.prediction, ctx.resolution.phase_of)
     if not fix:
@@ -46,6 +47,8 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     """
     if ctx.fsdp1 is None or ctx.resolution is None or ctx.fsdp1.spec.use_orig_params:
         return
+    from ftsc.shard.fix import mixed_units
+
     res = ctx.resolution
     bad = mixed_units(ctx.fsdp1.prediction, res.phase_of)
     if not bad:
