@@ -8,7 +8,7 @@ group with the phase lr. Imports torch and lightning (this is the runtime).
 Hook by hook:
 - `setup`: compile the schedule against `pl_module.named_parameters()` (the same resolution
   and checks as `ftsc check`; errors stop the run with the rendered diagnostics), freeze all
-  parameters, thaw phase 0.
+  parameters, thaw phase 0 (before any FSDP wrapping).
 - `on_fit_start`: make the optimizer hold exactly phase 0's parameters (FTS's
   `enforce_phase0_params`), or, when resuming, give it the parameter groups the checkpoint
   was saved with so that Lightning can load the optimizer state into them.
@@ -17,11 +17,15 @@ Hook by hook:
   `on_train_batch_end`: step transitions.
 - `state_dict`/`load_state_dict`: the phase, the parameter groups by FQN and the schedule's
   fingerprint; resuming with a different schedule is an error, not a silent divergence.
+
+Parameters are addressed by logical FQN (`_params`); under FSDP1 with `use_orig_params=False`
+each FQN maps to the FlatParameter holding it, which is thawed and optimized as a whole.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,11 @@ from ftsc.lower.runtime import RuntimePlan
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+
+
+def _unique(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """Each parameter object once, in first-seen order (a FlatParameter stands for several names)."""
+    return list({id(p): p for p in params}.values())
 
 
 class FTSEarlyStopping(EarlyStopping):
@@ -87,7 +96,7 @@ class FinetuningScheduler(Callback):
         frozen_bn_track_running_stats: frozen BatchNorm layers keep updating running stats.
         apply_lambdas_new_pgs: new groups start at `lr * lr_lambda(last_epoch)` of a lambda scheduler.
         log_phase: log the current phase as the metric `finetuning_phase`.
-        verify_sharding: at fit start, compare the real FSDP2 groups with ftsc's prediction and
+        verify_sharding: at fit start, compare the real FSDP1 units / FSDP2 groups with ftsc's prediction and
             `"error"` (default), `"warn"` or do nothing (`"off"`) on a difference.
         Other FTS options (`gen_ft_sched_only`, `strategy_adapter_cfg`, `custom_strategy_adapters`,
         `allow_untested`, `logging_level`, `log_dir`) are accepted with FTS's meaning where it applies.
@@ -186,9 +195,12 @@ class FinetuningScheduler(Callback):
 
     # -- parameters and optimizer ----------------------------------------------------------------
     def _params(self, pl_module: pl.LightningModule) -> dict[str, torch.nn.Parameter]:
-        # FSDP and activation-checkpoint wrappers insert path segments the schedule does not name
-        return {n.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", ""): p
-                for n, p in pl_module.named_parameters()}
+        """`{logical FQN: the parameter object to thaw and optimize}`: the parameter itself (wrapper
+        segments dropped from its name), or, under FSDP1 with use_orig_params=False, the FlatParameter
+        holding it (one object for several names; the original attributes are no parameters any more)."""
+        from ftsc.lightning.fsdp1 import logical_names
+
+        return {n: p for name, p in pl_module.named_parameters() for n in logical_names(name, p)}
 
     def _thaw(self, pl_module: pl.LightningModule, depth: int) -> list[str]:
         assert self.plan is not None
@@ -200,15 +212,23 @@ class FinetuningScheduler(Callback):
         return names
 
     def _bn_tracking(self, pl_module: pl.LightningModule) -> None:
+        from ftsc.lightning.fsdp1 import clean
+
         keep = bool(self.plan and self.plan.options.get("frozen_bn_track_running_stats", True))
-        for m in pl_module.modules():
+        owned: dict[str, list[torch.nn.Parameter]] = {}  # by module; a FlatParameter's frozenness is its own
+        for n, p in self._params(pl_module).items():
+            owned.setdefault(n.rpartition(".")[0], []).append(p)
+        for name, m in pl_module.named_modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                own = list(m.parameters(recurse=False))
+                own = owned.get(clean(name), [])
                 m.track_running_stats = keep or any(p.requires_grad for p in own) or not own
 
     def _group_names(self, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> list[list[str]]:
-        names = {id(p): n for n, p in self._params(pl_module).items()}
-        return [[names[id(p)] for p in g["params"] if id(p) in names] for g in optimizer.param_groups]
+        """Each group's logical FQNs (all those of a FlatParameter), from which `_rebuild_optimizer` rebuilds it."""
+        names: dict[int, list[str]] = {}
+        for n, p in self._params(pl_module).items():
+            names.setdefault(id(p), []).append(n)
+        return [[n for p in g["params"] for n in names.get(id(p), [])] for g in optimizer.param_groups]
 
     def _reset_schedulers(self, trainer: pl.Trainer) -> None:
         for config in trainer.lr_scheduler_configs:
@@ -223,10 +243,10 @@ class FinetuningScheduler(Callback):
 
     def _enforce_phase0(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         optimizer = trainer.optimizers[0]
-        wanted = list(self.plan.phases[0].params)  # type: ignore[union-attr]
-        current = [n for g in self._group_names(pl_module, optimizer) for n in g]
+        names = list(self.plan.phases[0].params)  # type: ignore[union-attr]
         params = self._params(pl_module)
-        if sorted(current) == sorted(wanted) and all(params[n].requires_grad for n in current):
+        current = [p for g in optimizer.param_groups for p in g["params"]]
+        if {id(p) for p in current} == {id(params[n]) for n in names} and all(p.requires_grad for p in current):
             return
         if not self.plan.options.get("enforce_phase0_params", True):  # type: ignore[union-attr]
             log.warning("The optimizer does not hold exactly the phase 0 parameters (enforce_phase0_params=False).")
@@ -234,7 +254,7 @@ class FinetuningScheduler(Callback):
         lr = optimizer.defaults["lr"]
         optimizer.param_groups.clear()
         optimizer.state.clear()
-        for group in self._groups(pl_module, [(n, params[n]) for n in wanted], lr=lr, initial_lr=lr):
+        for group in self._groups(pl_module, [(n, params[n]) for n in names], lr=lr, initial_lr=lr):
             optimizer.add_param_group(group)
         self._reset_schedulers(trainer)
         for config in trainer.lr_scheduler_configs:
@@ -242,18 +262,29 @@ class FinetuningScheduler(Callback):
             if hasattr(sched, "last_epoch") and hasattr(sched, "_initial_step"):
                 sched.last_epoch = -1
                 sched._initial_step()
-        log.info("ftsc: the optimizer now holds exactly the %d phase 0 parameters.", len(wanted))
+        log.info("ftsc: the optimizer now holds exactly the %d phase 0 parameters.", len(names))
 
-    @staticmethod
-    def _groups(pl_module: pl.LightningModule, params: list[tuple[str, torch.nn.Parameter]],
+    def _groups(self, pl_module: pl.LightningModule, params: list[tuple[str, torch.nn.Parameter]],
                 **extra: Any) -> list[dict[str, Any]]:
         """One group, or two when the LightningModule lists `no_decay` name fragments (FTS's convention:
-        the second group holds the matching parameters with `weight_decay = 0`)."""
+        the second group holds the matching parameters with `weight_decay = 0`). A FlatParameter, one object
+        for several names, is listed once and cannot be split by name: there `no_decay` is ignored, with one
+        warning (as FTS does)."""
+        from ftsc.lightning.fsdp1 import is_flat_param
+
         no_decay = getattr(pl_module, "no_decay", None)
+        if no_decay and any(is_flat_param(p) for _, p in params):
+            if not self._no_decay_warned:
+                log.warning("ftsc: `no_decay` (%s) is ignored: FSDP with use_orig_params=False flattens parameters "
+                            "into FlatParameters, which cannot be split by name.", no_decay)
+                self._no_decay_warned = True
+            no_decay = None
         if not no_decay:
-            return [{"params": [p for _, p in params], **extra}]
+            return [{"params": _unique(p for _, p in params), **extra}]
         return [{"params": [p for n, p in params if not any(nd in n for nd in no_decay)], **extra},
                 {"params": [p for n, p in params if any(nd in n for nd in no_decay)], "weight_decay": 0.0, **extra}]
+
+    _no_decay_warned = False
 
     def _add_group(self, trainer: pl.Trainer, pl_module: pl.LightningModule, names: list[str], lr: float) -> None:
         optimizer = trainer.optimizers[0]
@@ -344,9 +375,16 @@ class FinetuningScheduler(Callback):
         if problems:
             raise MisconfigurationException("the FSDP strategy contradicts the schedule's fsdp block: "
                                             + "; ".join(problems))
-        if not analysis.spec.use_orig_params:
-            raise MisconfigurationException("ftsc.lightning runs FSDP1 with use_orig_params=True (Lightning's "
-                                            "default); use_orig_params=False is not supported at run time yet")
+        if not analysis.spec.use_orig_params:  # FTS301, for a plan built from the strategy (not analyzed)
+            from ftsc.shard.fix import mixed_units
+
+            phase_of = {n: d for d, phase in enumerate(self.plan.phases) for n in phase.params}  # type: ignore[union-attr]
+            mixed = [u.name or "<root>" for u in mixed_units(analysis.prediction, phase_of.get)]
+            if mixed:
+                raise MisconfigurationException(
+                    "with use_orig_params=False a FlatParameter is thawed whole, but these FSDP units hold "
+                    "parameters of several phases (or never-thawed ones): " + ", ".join(mixed)
+                    + "; `ftsc check` gives the `awp_overrides` that fix it (FTS301)")
         self._fsdp1 = analysis
         wrap_configure_model(pl_module, analysis.spec)
 
@@ -442,7 +480,7 @@ class FinetuningScheduler(Callback):
                            saved_groups: list[dict[str, Any]], depth: int) -> None:
         """Give the optimizer (and scheduler) the classes and groups a checkpoint at `depth` was saved with."""
         params = self._params(pl_module)
-        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [params[n] for n in g["params"]]}
+        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": _unique(params[n] for n in g["params"])}
                   for g in saved_groups]
         # The optimizer / scheduler in the checkpoint are those of the last re-initialisation up to this
         # phase, not the ones configure_optimizers built: rebuild those classes before Lightning loads

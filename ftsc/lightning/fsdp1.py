@@ -3,8 +3,9 @@
 Input: the FSDP1 spec ftsc predicted from (policy classes or size, overrides, ignored modules),
 the LightningModule. Output: inside Lightning's `configure_model` context, every direct child
 of the LightningModule wrapped as an FSDP root with a policy that adds the overrides (what FTS
-builds and what `ftsc.shard.fsdp1` predicts; Lightning then leaves the root unwrapped); and, at
-fit start, the real FlatParameters compared with the prediction. Imports torch.
+builds and what `ftsc.shard.fsdp1` predicts; Lightning then leaves the root unwrapped); at fit
+start, the real FlatParameters compared with the prediction; and the logical FQNs behind each
+registered parameter (several per FlatParameter with `use_orig_params=False`). Imports torch.
 """
 
 from __future__ import annotations
@@ -78,6 +79,26 @@ def clean(name: str) -> str:
         .removesuffix("._fsdp_wrapped_module").removesuffix("._checkpoint_wrapped_module")
 
 
+def flat_fqns(unit: str, flat_param: Any) -> list[str]:
+    """The logical FQNs of the original parameters a FlatParameter of unit `unit` (cleaned) holds."""
+    return [clean(f"{unit}.{f}" if unit else f) for f in flat_param._fqns]
+
+
+def is_flat_param(param: torch.Tensor) -> bool:
+    """Whether `param` is an FSDP1 FlatParameter registered in place of original parameters."""
+    from torch.distributed.fsdp._flat_param import FlatParameter
+
+    return isinstance(param, FlatParameter)
+
+
+def logical_names(name: str, param: torch.Tensor) -> list[str]:
+    """The logical FQNs a registered parameter stands for: its own name without wrapper segments,
+    or, for a FlatParameter (FSDP1 with `use_orig_params=False`), those of every parameter it holds."""
+    if is_flat_param(param):  # registered as `<unit>._fsdp_wrapped_module._flat_param`
+        return flat_fqns(clean(name.rpartition(".")[0]), param)
+    return [clean(name)]
+
+
 def real_units(pl_module: torch.nn.Module, aliases: dict[str, str]) -> dict[str, list[str]]:
     """`{unit FQN: FlatParameter contents (primary FQNs)}` of the wrapped LightningModule."""
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -88,8 +109,7 @@ def real_units(pl_module: torch.nn.Module, aliases: dict[str, str]) -> dict[str,
             continue
         unit = clean(name)
         fp = mod._flat_param
-        fqns = [] if fp is None else [clean(f"{unit}.{f}" if unit else f) for f in fp._fqns]
-        out[unit] = [aliases.get(f, f) for f in fqns]
+        out[unit] = [] if fp is None else [aliases.get(f, f) for f in flat_fqns(unit, fp)]
     return out
 
 
@@ -102,4 +122,5 @@ def spec_matches_strategy(spec: FSDP1Spec, strategy: Any) -> list[str]:
     return problems
 
 
-__all__ = ["BATCHNORM", "build_policy", "clean", "real_units", "spec_matches_strategy", "wrap_configure_model"]
+__all__ = ["BATCHNORM", "build_policy", "clean", "flat_fqns", "is_flat_param", "logical_names", "real_units",
+           "spec_matches_strategy", "wrap_configure_model"]
