@@ -66,3 +66,18 @@ def test_fsdp2_on_cpu_runs_all_phases_and_resumes_exactly(checkpoint: str, resum
 def test_two_gpus_run_all_phases_and_resume(strategy: str, tmp_path: Path) -> None:
     # bf16 and NCCL reductions are not bitwise reproducible across processes: the losses get a tolerance
     check_run_and_resume(tmp_path, "--strategy", strategy, "--accelerator", "gpu", resume_at=1, rel=2e-2)
+
+
+def test_fsdp2_restore_best_on_cpu_reloads_the_current_state(tmp_path: Path) -> None:
+    """The validation loss falls every epoch, so the best checkpoint at each transition is the state
+    just saved: restoring it (weights, and optimizer state into the checkpoint's groups, through the
+    strategy's own sharded load) must leave the trajectory exactly as without restore_best."""
+    args = ("--strategy", "fsdp2", "--accelerator", "cpu", "--checkpoint", "sharded")
+    plain = fit(tmp_path / "plain", *args)
+    restored = fit(tmp_path / "restored", *args, "--restore-best")
+    losses = [r["val_loss"] for r in plain["epochs"]]
+    assert losses == sorted(losses, reverse=True)  # the premise: each epoch is the best so far
+    assert [r["phase"] for r in restored["epochs"]] == PHASES
+    for a, b in zip(restored["epochs"], plain["epochs"], strict=True):
+        assert a["lrs"] == pytest.approx(b["lrs"], rel=1e-9)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5), (a, b)

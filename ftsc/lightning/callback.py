@@ -131,7 +131,7 @@ class FinetuningScheduler(Callback):
         self._fsdp2_plan: list[tuple[str, dict[str, Any]]] | None = None
         self._user_shard_calls: list[list[str]] = []
         self._restored: dict[str, Any] | None = None
-        self._pending_restore = False
+        self._loading_best = False
 
     # -- schedule --------------------------------------------------------------------------------
     @property
@@ -461,6 +461,43 @@ class FinetuningScheduler(Callback):
             self._apply_restored_groups(trainer, pl_module)
         else:
             self._enforce_phase0(trainer, pl_module)
+        if trainer.strategy.restore_checkpoint_after_setup:
+            self._hook_late_restore(trainer, pl_module)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restored = None  # applied; a later fit without ckpt_path starts afresh
+
+    def _hook_late_restore(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """FSDP strategies (FSDP1 and ModelParallelStrategy) load a checkpoint only after `on_fit_start`, the
+        optimizer state inside their `load_checkpoint` and the callbacks' state after that. Read this callback's
+        state from the checkpoint just before that load and give the optimizer the groups it was saved with, so
+        the optimizer state lands in the right groups and the run resumes in the checkpoint's phase."""
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        strategy = trainer.strategy
+        original = getattr(strategy.load_checkpoint, "ftsc_original", strategy.load_checkpoint)
+
+        def load_checkpoint(checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+            if not self._loading_best and trainer.state.fn == TrainerFn.FITTING:
+                state = self._checkpoint_state(checkpoint_path)
+                if state:
+                    self.load_state_dict(state)
+                    self._apply_restored_groups(trainer, pl_module)
+            return original(checkpoint_path, *args, **kwargs)
+
+        load_checkpoint.ftsc_original = original  # type: ignore[attr-defined]
+        strategy.load_checkpoint = load_checkpoint  # type: ignore[method-assign]
+
+    def _checkpoint_state(self, path: Any) -> dict[str, Any]:
+        """This callback's state in a checkpoint file or sharded checkpoint directory, without its tensors."""
+        from lightning.fabric.utilities.load import _METADATA_FILENAME
+
+        path = Path(path)
+        if path.is_dir():  # sharded: everything but the model and optimizer shards is in the metadata file
+            ckpt = torch.load(path / _METADATA_FILENAME, map_location="cpu", weights_only=False)
+        else:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        return ckpt.get("callbacks", {}).get(self.state_key) or {}
 
     def _early_stopping(self, trainer: pl.Trainer) -> list[FTSEarlyStopping]:
         return [c for c in trainer.callbacks if isinstance(c, FTSEarlyStopping)]  # type: ignore[attr-defined]
@@ -517,9 +554,7 @@ class FinetuningScheduler(Callback):
                         "weights.")
             return None
         trainer.strategy.barrier("ftsc_restore_best")
-        ckpt = trainer.strategy.load_checkpoint(path)
-        trainer.strategy.load_model_state_dict(ckpt)
-        state = ckpt.get("callbacks", {}).get(self.state_key, {})
+        state = self._checkpoint_state(path)
         if not state:
             raise MisconfigurationException(f"restore_best: {path} holds no ftsc schedule state")
         best = int(state["depth"])
@@ -527,8 +562,16 @@ class FinetuningScheduler(Callback):
             p.requires_grad_(False)
         for d in range(best + 1):
             self._thaw(pl_module, d)
+        # First the checkpoint's groups, then the load: FSDP strategies load the optimizer state inside
+        # `load_checkpoint`, into the optimizer they hold; the others in `load_optimizer_state_dict`.
         self._rebuild_optimizer(trainer, pl_module, state["param_groups"], best)
-        trainer.optimizers[0].load_state_dict(ckpt["optimizer_states"][0])
+        self._loading_best = True
+        try:
+            ckpt = trainer.strategy.load_checkpoint(path)
+        finally:
+            self._loading_best = False
+        trainer.strategy.load_model_state_dict(ckpt)
+        trainer.strategy.load_optimizer_state_dict(ckpt)
         for config, sched_state in zip(trainer.lr_scheduler_configs, ckpt.get("lr_schedulers", []), strict=False):
             config.scheduler.load_state_dict(sched_state)
         return best
