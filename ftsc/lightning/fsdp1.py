@@ -70,6 +70,9 @@ def wrap_configure_model(pl_module: torch.nn.Module, spec: FSDP1Spec) -> None:
         finally:
             _ConfigAutoWrap.kwargs["auto_wrap_policy"] = saved
 
+    # Lightning calls `configure_model` only when it counts as overridden, following `__wrapped__`: ours
+    # must count even when the LightningModule has none of its own.
+    del configure_model.__wrapped__
     object.__setattr__(pl_module, "configure_model", configure_model)
 
 

@@ -96,7 +96,10 @@ def real_groups(pl_module: torch.nn.Module) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, state in states.items():
         params: list[str] = []
-        for group in state._fsdp_param_groups:
+        groups = getattr(state, "_fsdp_param_groups", None)  # torch >= 2.12; earlier one group per state
+        if groups is None:
+            groups = [state._fsdp_param_group] if state._fsdp_param_group is not None else []
+        for group in groups:
             for fp in group.fsdp_params:
                 params.append(primary.get(id(fp.sharded_param), "?"))
         out[", ".join(owners[key])] = params
