@@ -102,6 +102,17 @@ class StopAfterCheck(FinetuningScheduler):
         self._transition(trainer, pl_module)
         rec["phase1_trainable"] = sorted(n for p in pl_module.parameters() if p.requires_grad for n in names[id(p)])
         rec["phase1_groups"] = groups(pl_module, trainer.optimizers[0])
+        # one optimizer step (zero gradients; SGD keeps a momentum buffer), then the optimizer state as a
+        # checkpoint gets it from the strategy (a full state dict by default, gathered to rank 0)
+        for p in pl_module.parameters():
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
+        trainer.optimizers[0].step()
+        try:
+            state = trainer.strategy.optimizer_state(trainer.optimizers[0])
+            rec["optimizer_state"] = sorted(map(str, state["state"])) if trainer.global_rank == 0 else None
+        except RuntimeError as err:
+            rec["optimizer_state"] = f"RuntimeError: {err}"
         raise Checked
 
 

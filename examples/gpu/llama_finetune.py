@@ -35,6 +35,14 @@ import os
 import sys
 import time
 import warnings
+
+_T0 = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr: seconds since start, rank, message."""
+    rank = os.environ.get("LOCAL_RANK", "0")
+    print(f"[llama_finetune +{time.perf_counter() - _T0:6.1f}s rank {rank}] {message}", file=sys.stderr, flush=True)
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +179,13 @@ class PhaseStats(pl.Callback):
             row["peak_mem_gib"] = round(self._reduce(trainer, peak, "max") if trainer.world_size > 1 else peak, 3)
         if "val_loss" in trainer.callback_metrics:
             row["val_loss"] = round(float(trainer.callback_metrics["val_loss"]), 6)
+        if trainer.global_rank == 0:
+            progress(f"epoch {row['epoch']} phase {row['phase']}: {row.get('tokens_per_s')} tokens/s, "
+                     f"peak {row.get('peak_mem_gib')} GiB")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank == 0 and not trainer.sanity_checking:
+            progress(f"validation: val_loss {float(trainer.callback_metrics.get('val_loss', float('nan'))):.5f}")
 
 
 class SelfCheck(logging.Handler):
@@ -269,8 +284,10 @@ def main(argv: list[str] | None = None) -> None:
     train = torch.utils.data.DataLoader(ArithmeticTokens(n_train, args.seq_len, vocab, 0), batch_size=args.batch_size)
     val = torch.utils.data.DataLoader(ArithmeticTokens(args.val_steps * args.batch_size * args.devices, args.seq_len,
                                                        vocab, 1), batch_size=args.batch_size)
+    progress(f"model built ({n_params:,} parameters); fitting")
     start = time.perf_counter()
     trainer.fit(module, train, val, ckpt_path=args.resume)
+    progress(f"fit done in {time.perf_counter() - start:.1f} s")
     if trainer.global_rank == 0:
         result = {"args": vars(args), "device": torch.cuda.get_device_name() if accelerator == "gpu" else "cpu",
                   "torch": torch.__version__, "lightning": pl.__version__, "world_size": trainer.world_size,

@@ -385,6 +385,10 @@ class FinetuningScheduler(Callback):
                     "with use_orig_params=False a FlatParameter is thawed whole, but these FSDP units hold "
                     "parameters of several phases (or never-thawed ones): " + ", ".join(mixed)
                     + "; `ftsc check` gives the `awp_overrides` that fix it (FTS301)")
+        if not analysis.spec.use_orig_params:
+            from ftsc.lightning.fsdp1 import save_optimizer_state_by_name
+
+            save_optimizer_state_by_name(trainer.strategy)
         self._fsdp1 = analysis
         wrap_configure_model(pl_module, analysis.spec)
 

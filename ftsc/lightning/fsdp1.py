@@ -116,6 +116,27 @@ def real_units(pl_module: torch.nn.Module, aliases: dict[str, str]) -> dict[str,
     return out
 
 
+def save_optimizer_state_by_name(strategy: Any) -> None:
+    """Make a FSDPStrategy with full state dicts save the optimizer state keyed by parameter name.
+
+    Lightning re-keys the gathered optimizer state by parameter index, which torch cannot compute for
+    FlatParameters (use_orig_params=False: "Each parameter should only map to one parameter name"),
+    so every checkpoint save fails. torch's own full optimizer state is keyed by logical names, and
+    Lightning's loader takes those as they are (it re-keys index-keyed states only).
+    """
+    if getattr(strategy, "_state_dict_type", "full") != "full":
+        return  # sharded checkpoints are not re-keyed
+    from lightning.fabric.strategies.fsdp import _get_full_state_dict_context
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    def optimizer_state(optimizer: Any) -> dict[str, Any]:
+        optimizer = getattr(optimizer, "_optimizer", optimizer)  # a LightningOptimizer wraps the real one
+        with _get_full_state_dict_context(strategy.model, world_size=strategy.world_size):
+            return FSDP.optim_state_dict(strategy.model, optimizer)
+
+    strategy.optimizer_state = optimizer_state
+
+
 def spec_matches_strategy(spec: FSDP1Spec, strategy: Any) -> list[str]:
     """Settings of the Trainer's FSDPStrategy that contradict the compiled spec."""
     problems = []
@@ -126,4 +147,4 @@ def spec_matches_strategy(spec: FSDP1Spec, strategy: Any) -> list[str]:
 
 
 __all__ = ["BATCHNORM", "build_policy", "clean", "flat_fqns", "is_flat_param", "logical_names", "real_units",
-           "spec_matches_strategy", "wrap_configure_model"]
+           "save_optimizer_state_by_name", "spec_matches_strategy", "wrap_configure_model"]
