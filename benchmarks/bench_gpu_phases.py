@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -108,6 +109,9 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=["fsdp1", "fsdp2"])
     ap.add_argument("--schedulers", nargs="+", default=["ftsc", "fts"])
     ap.add_argument("--resume-at", type=int, default=1, help="-1: no resume runs")
+    ap.add_argument("--resume-for", nargs="+", default=["ftsc", "fts"], help="schedulers whose runs are resumed")
+    ap.add_argument("--keep-checkpoints", action="store_true",
+                    help="keep every run's checkpoints (by default they are deleted once used: GBs per epoch)")
     ap.add_argument("--timeout", type=int, default=600)
     args = ap.parse_args()
     out = Path(args.out)
@@ -121,9 +125,9 @@ def main() -> None:
                               args.timeout)
             print(f"{strategy} {sched}: {runs[sched].get('wall_s')} s", "error" if "error" in runs[sched] else "",
                   flush=True)
-        for sched in args.schedulers if args.resume_at >= 0 else []:
+        for sched in args.schedulers:
             ckpts = sorted((out / f"{strategy}-{sched}" / "ckpt").glob(f"epoch={args.resume_at}*"))
-            if "error" in runs[sched] or not ckpts:
+            if "error" in runs[sched] or not ckpts or sched not in args.resume_for or args.resume_at < 0:
                 continue
             resumed = fit(out / f"{strategy}-{sched}-resumed", [*common, "--strategy", strategy, "--scheduler", sched,
                                                                "--resume", str(ckpts[0])], args.timeout)
@@ -132,6 +136,9 @@ def main() -> None:
             print(f"{strategy} {sched} resumed from epoch {args.resume_at}: {'OK' if ok else 'DIFFERS'}: {why}",
                   flush=True)
         results["strategies"][strategy] = {"runs": runs, "resumed": resumes}
+        if not args.keep_checkpoints:
+            for ckpt in out.glob(f"{strategy}-*/ckpt"):
+                shutil.rmtree(ckpt)
         print(table(strategy, runs), "\n", flush=True)
     first = next((r for s in results["strategies"].values() for r in s["runs"].values() if "device" in r), {})
     results["device"] = first.get("device")
