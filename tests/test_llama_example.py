@@ -81,3 +81,16 @@ def test_fsdp2_restore_best_on_cpu_reloads_the_current_state(tmp_path: Path) -> 
     for a, b in zip(restored["epochs"], plain["epochs"], strict=True):
         assert a["lrs"] == pytest.approx(b["lrs"], rel=1e-9)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5), (a, b)
+
+
+def test_fsdp2_on_cpu_matches_fts(tmp_path: Path) -> None:
+    """The same example under FinetuningScheduler itself: per epoch the same phase, parameter groups,
+    lrs and validation loss (fp32 on CPU: rel. 1e-6)."""
+    args = ("--strategy", "fsdp2", "--accelerator", "cpu", "--epochs", "4")
+    ours, fts = fit(tmp_path / "ftsc", *args), fit(tmp_path / "fts", *args, "--scheduler", "fts")
+    assert [r["phase"] for r in fts["epochs"]] == PHASES[:4]
+    for a, b in zip(ours["epochs"], fts["epochs"], strict=True):
+        assert (a["phase"], a["trainable_numel"], a["param_groups"]) == (b["phase"], b["trainable_numel"],
+                                                                         b["param_groups"])
+        assert a["lrs"] == pytest.approx(b["lrs"], rel=1e-9)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6), (a, b)

@@ -168,6 +168,8 @@ class PhaseStats(pl.Callback):
         self._times.append(time.perf_counter() - self._t0)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.rows or self.rows[-1]["epoch"] != trainer.current_epoch:
+            return  # a run resumed at the end of an epoch: it has no start here
         times = self._times[self.skip:] or self._times
         row = self.rows[-1]
         row["steps_timed"] = len(times)
