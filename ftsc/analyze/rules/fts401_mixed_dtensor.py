@@ -39,5 +39,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
                           "torch.Tensor and DTensor\"; gradient clipping over mixed parameters fails in every mode",
                           "plain parameters are not sharded and their gradients are not synchronized across ranks"),
                    help=f"add {add} to the plan (`shard ...` / fsdp_plan), the root last, so every phase "
-                        "parameter is a DTensor",
+                        "parameter is a DTensor (FSDP2 unshards a group in its module's forward: when "
+                        "`training_step` calls `self.model(...)` rather than the LightningModule's own forward, "
+                        "shard `model` last instead of the root `\"\"`)",
                    data={"phase": phase.index, "dtensor_params": dt, "plain_params": nd})
