@@ -63,14 +63,14 @@ def follows(resumed: dict[str, Any], full: dict[str, Any]) -> tuple[bool, str]:
     for row in resumed["epochs"]:
         ref = by_epoch.get(row["epoch"])
         if ref is None or (row["phase"], row["param_groups"]) != (ref["phase"], ref["param_groups"]):
-            return False, f"epoch {row['epoch']}: phase {row['phase']} with {row['param_groups']} groups, " \
-                          f"uninterrupted: phase {ref and ref['phase']} with {ref and ref['param_groups']} groups"
+            return False, (f"epoch {row['epoch']}: phase {row['phase']} with {row['param_groups']} groups, "
+                           f"uninterrupted: phase {ref and ref['phase']} with {ref and ref['param_groups']} groups")
         if any(abs(a - b) > 1e-9 * max(abs(b), 1e-12) for a, b in zip(row["lrs"], ref["lrs"], strict=False)):
             return False, f"epoch {row['epoch']}: lrs {row['lrs']} vs {ref['lrs']}"
         worst = max(worst, abs(row["val_loss"] - ref["val_loss"]) / abs(ref["val_loss"]))
     ok = worst <= 0.02
-    return ok, f"phases, groups and lrs equal at epochs {[r['epoch'] for r in resumed['epochs']]}; " \
-               f"largest val_loss difference {worst:.2%}"
+    return ok, (f"phases, groups and lrs equal at epochs {[r['epoch'] for r in resumed['epochs']]}; "
+                f"largest val_loss difference {worst:.2%}")
 
 
 def table(strategy: str, runs: dict[str, dict[str, Any]]) -> str:

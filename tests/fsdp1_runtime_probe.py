@@ -25,15 +25,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from lightning.pytorch import Trainer  # noqa: E402
-from lightning.pytorch.utilities.exceptions import MisconfigurationException  # noqa: E402
-from torch.distributed.fsdp._flat_param import FlatParameter  # noqa: E402
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch.distributed.fsdp._flat_param import FlatParameter
 
-from ftsc.lightning import FinetuningScheduler  # noqa: E402
-from ftsc.lightning.fsdp1 import clean, real_units  # noqa: E402
-from tests.cpu_fsdp import CPUFSDP  # noqa: E402
-from tests.runtime_harness import TinyModule, loader  # noqa: E402
+from ftsc.lightning import FinetuningScheduler
+from ftsc.lightning.fsdp1 import clean, real_units
+from tests.cpu_fsdp import CPUFSDP
+from tests.runtime_harness import TinyModule, loader
 
 
 class Checked(Exception):

@@ -51,9 +51,9 @@ os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
 os.environ.setdefault("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
 
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import lightning.pytorch as pl
+import torch
+import yaml
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
@@ -262,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     schedule_path.write_text(yaml.safe_dump(fts_schedule(layers, args.lr, args.epochs), sort_keys=False))
     strategy, adapter_cfg = strategy_and_adapter(args.strategy, args.checkpoint)
     if args.scheduler == "fts":
-        from finetuning_scheduler import FinetuningScheduler, FTSCheckpoint as Checkpoint
+        from finetuning_scheduler import FinetuningScheduler
+        from finetuning_scheduler import FTSCheckpoint as Checkpoint
     else:
         from lightning.pytorch.callbacks import ModelCheckpoint as Checkpoint
 
