@@ -74,7 +74,7 @@ def add_yaml_overrides(text: str, config: ir.FSDPConfig, names: list[str]) -> st
     if "strategy_adapter_cfg" in text:  # present without awp_overrides: too varied to edit safely
         return None
     m = re.search(r"^([ \t]*)(- )?class_path:[ \t]*(finetuning_scheduler\.FinetuningScheduler|ftsc\.lightning\.\w+)"
-                  r"[ \t]*$", text, re.M)
+                  r"[ \t]*$", text, re.MULTILINE)
     if m is None:
         return None
     indent = m.group(1) + ("  " if m.group(2) else "")

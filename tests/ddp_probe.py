@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
+import lightning.pytorch as pl
+import torch
 
-from tests.runtime_harness import TinyModule, loader  # noqa: E402
+from tests.runtime_harness import TinyModule, loader
 
 SCHEDULE = {0: {"params": ["model.4.*"], "max_transition_epoch": 1},
             1: {"params": ["model.2.*"], "lr": 1e-2, "max_transition_epoch": 2},

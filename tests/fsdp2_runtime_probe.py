@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.strategies import ModelParallelStrategy  # noqa: E402
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
 
-from tests.runtime_harness import TinyModule, loader  # noqa: E402
+from tests.runtime_harness import TinyModule, loader
 
 PLANS = {
     "aligned": '    shard model.0\n    shard model.2\n    shard model.4\n    shard ""\n',
@@ -38,9 +38,8 @@ class Record(pl.Callback):
         self.out, self.rows = out, []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from torch.distributed.tensor import DTensor
-
         from torch.distributed.fsdp import FSDPModule
+        from torch.distributed.tensor import DTensor
 
         for module in pl_module.modules():  # look at the sharded parameters, as the optimizer holds them
             if isinstance(module, FSDPModule):

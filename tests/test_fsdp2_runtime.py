@@ -59,9 +59,9 @@ def test_real_groups_match_the_prediction_and_differences_are_reported() -> None
     from torch.distributed.device_mesh import init_device_mesh
 
     from ftsc.lightning.fsdp2 import apply_plan, real_groups
-    from ftsc.shard import compare_units as compare
     from ftsc.model.build import extract
     from ftsc.model.graph import ModelGraph
+    from ftsc.shard import compare_units as compare
     from ftsc.shard.fsdp2 import predict2
 
     from .fsdp_oracle import ensure_process_group

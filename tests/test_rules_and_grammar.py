@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import zipfile
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -98,7 +98,7 @@ def test_rule_cases(src: str, expected: list[tuple[str, int, int]]) -> None:
 
 
 def _doc_block(doc: str, section: str) -> str | None:
-    m = re.search(rf"## {re.escape(section)}\n```ftsc\n(.*?)```", doc, re.S)
+    m = re.search(rf"## {re.escape(section)}\n```ftsc\n(.*?)```", doc, re.DOTALL)
     return m.group(1) if m else None
 
 

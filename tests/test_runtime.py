@@ -12,9 +12,9 @@ import pytest
 pytestmark = pytest.mark.torch
 pytest.importorskip("finetuning_scheduler")
 
-import torch  # noqa: E402
+import torch
 
-from .runtime_harness import run  # noqa: E402
+from .runtime_harness import run
 
 TOL = 1e-6  # relative tolerance on lrs and validation losses (same seed, same CPU, same op order)
 

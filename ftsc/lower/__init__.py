@@ -55,4 +55,4 @@ def lower(schedule: ir.Schedule, resolution: Resolution, graph: ModelGraph,
                 sharding=sharding)
 
 
-__all__ = ["Plan", "PhasePlan", "Sharding", "Unit", "lower"]
+__all__ = ["PhasePlan", "Plan", "Sharding", "Unit", "lower"]

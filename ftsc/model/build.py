@@ -85,7 +85,7 @@ def import_target(target: str) -> Any:
                 module = importlib.import_module(module_part)
     except ModelLoadError:
         raise
-    except BaseException as err:  # noqa: BLE001 - user code may raise anything, even SystemExit
+    except BaseException as err:  # user code may raise anything, even SystemExit
         if isinstance(err, KeyboardInterrupt):
             raise
         raise ModelLoadError(f"--model `{target}`: importing `{module_part}` failed: {_describe(err)}{_where(err)}") \
@@ -135,7 +135,7 @@ def build(target: str, kwargs: Mapping[str, Any] | None = None) -> Any:
         try:
             with contextlib.redirect_stdout(sys.stderr), torch.device("meta"):
                 module = obj(**kwargs)
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             if isinstance(err, KeyboardInterrupt):
                 raise
             raise ModelLoadError(
@@ -154,7 +154,7 @@ def build(target: str, kwargs: Mapping[str, Any] | None = None) -> Any:
             with (contextlib.redirect_stdout(sys.stderr), torch.device("meta"), _recording_wraps(module),
                   _recording_fully_shard(module)):
                 module.configure_model()
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             if isinstance(err, KeyboardInterrupt):
                 raise
             raise ModelLoadError(f"--model `{target}`: configure_model() failed on the meta device: "

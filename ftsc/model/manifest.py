@@ -25,10 +25,10 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from functools import partial
-from itertools import chain
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any, NamedTuple
 

@@ -149,5 +149,16 @@ def _modules(sel: ir.Selector, graph: ModelGraph) -> list[str]:
         return []
 
 
-__all__ = ["FSDP1Analysis", "compare_units", "FSDP1Spec", "FSDP2Analysis", "Prediction", "Prediction2", "Unmatched",
-           "fsdp1_analysis", "fsdp2_analysis", "predict", "predict2"]
+__all__ = [
+    "FSDP1Analysis",
+    "FSDP1Spec",
+    "FSDP2Analysis",
+    "Prediction",
+    "Prediction2",
+    "Unmatched",
+    "compare_units",
+    "fsdp1_analysis",
+    "fsdp2_analysis",
+    "predict",
+    "predict2",
+]

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
-from ftsc.diagnostics import Diagnostic, make
 from ftsc.analyze.resolve import SelectorMatch
+from ftsc.diagnostics import Diagnostic, make
 from ftsc.model.graph import ModelGraph
 from ftsc.regexes import compiled, ends_inside_segment, quantified_dots, unescaped_separator_dots
 from ftsc.source import Span
