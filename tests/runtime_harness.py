@@ -90,7 +90,8 @@ def run(kind: str, schedule: dict | str | None, tmp: Path, *, epochs: int = 5, e
     if es is not None:
         callbacks.insert(1, FTSEarlyStopping(**es))
     if kind == "fts":  # FTS insists on its checkpoint callback (it matters only with restore_best)
-        callbacks.append(FTSCheckpoint(dirpath=str(tmp / "fts_ckpt"), monitor="val_loss", save_top_k=1))
+        callbacks.append(FTSCheckpoint(dirpath=str(tmp / "fts_ckpt"), monitor="val_loss",
+                                       save_top_k=-1 if save_every_epoch else 1, filename="{epoch}"))
     elif options["restore_best"]:  # keeps every file: a resumed run must still find the best of its epoch
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=str(best_dir or tmp / "best"), monitor="val_loss",
                                                       save_top_k=-1, filename="best-{epoch}"))

@@ -117,6 +117,27 @@ def test_resume_at_every_epoch_equals_the_uninterrupted_run(name: str, schedule:
             assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), (ckpt.name, n)
 
 
+FROM_FTS = [c for c in CASES if c[0] in ("per-phase-lr", "composed", "lr-scheduler-reinit")]
+
+
+@pytest.mark.parametrize(("name", "schedule", "options"), FROM_FTS, ids=[c[0] for c in FROM_FTS])
+def test_resume_an_fts_checkpoint(name: str, schedule: Any, options: dict[str, Any], tmp_path: Path) -> None:
+    """Migrating mid-run: ftsc resumes each epoch's checkpoint written by FinetuningScheduler itself
+    (its phase and named parameter groups) and ends where FTS's uninterrupted run ends."""
+    opts, es, module = _split(options)
+    full, full_module, _ = run("fts", schedule, tmp_path / "fts", es=es, save_every_epoch=True, **opts)
+    ckpts = sorted((tmp_path / "fts" / "fts_ckpt").glob("epoch=*.ckpt"))
+    assert len(ckpts) == len(full.rows) >= 4
+    for ckpt in ckpts[:-1]:
+        resumed, module_r, _ = run("ftsc", schedule, tmp_path / ckpt.stem, es=es, ckpt_path=str(ckpt), **opts)
+        assert resumed.rows[0]["epoch"] == int(ckpt.stem.split("=")[1]) + 1
+        for a, b in zip(resumed.rows, full.rows[-len(resumed.rows):], strict=True):
+            assert (a["epoch"], a["depth"], a["trainable"]) == (b["epoch"], b["depth"], b["trainable"]), ckpt.name
+            assert all(map(_same, a["lrs"], b["lrs"])), (ckpt.name, a, b)
+        for (n, a), b in zip(full_module.state_dict().items(), module_r.state_dict().values(), strict=True):
+            assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), (ckpt.name, n)
+
+
 def test_restore_best_after_optimizer_reinit(tmp_path: Path) -> None:
     """FTS crashes here (it loads the best checkpoint's SGD state into the re-initialised AdamW:
     `KeyError: 'betas'`); ftsc rebuilds the optimizer the checkpoint was saved with, restores it,
@@ -137,6 +158,21 @@ def test_resume_with_another_schedule_is_refused(tmp_path: Path) -> None:
     other = {**LRS, 1: {**LRS[1], "lr": 0.5}}
     with pytest.raises(MisconfigurationException, match="different fine-tuning schedule"):
         run("ftsc", other, tmp_path / "r", ckpt_path=str(ckpt), epoch_transitions_only=True)
+
+
+def test_resume_with_unknown_parameters_names_them(tmp_path: Path) -> None:
+    """A checkpoint whose optimizer groups name parameters the model lacks (another model's FTS
+    checkpoint, say) is refused with the names, not a KeyError."""
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    run("fts", LRS, tmp_path / "fts", epochs=2, save_every_epoch=True, epoch_transitions_only=True)
+    ckpt = sorted((tmp_path / "fts" / "fts_ckpt").glob("*.ckpt"))[0]
+    state = torch.load(ckpt, weights_only=False)
+    fts_state = state["callbacks"]["FinetuningScheduler"]
+    fts_state["internal_optimizer_metadata"][0][0]["params"].append("encoder.9.weight")
+    torch.save(state, tmp_path / "other.ckpt")
+    with pytest.raises(MisconfigurationException, match=r"does not have: encoder\.9\.weight"):
+        run("ftsc", LRS, tmp_path / "r", ckpt_path=str(tmp_path / "other.ckpt"), epoch_transitions_only=True)
 
 
 def test_dsl_schedule_and_step_transitions(tmp_path: Path) -> None:

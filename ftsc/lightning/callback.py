@@ -521,6 +521,11 @@ class FinetuningScheduler(Callback):
                            saved_groups: list[dict[str, Any]], depth: int) -> None:
         """Give the optimizer (and scheduler) the classes and groups a checkpoint at `depth` was saved with."""
         params = self._params(pl_module)
+        unknown = [n for g in saved_groups for n in g["params"] if n not in params]
+        if unknown:
+            raise MisconfigurationException(
+                f"the checkpoint's optimizer holds parameters this model does not have: {', '.join(unknown[:5])}"
+                + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
         groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": _unique(params[n] for n in g["params"])}
                   for g in saved_groups]
         # The optimizer / scheduler in the checkpoint are those of the last re-initialisation up to this
@@ -754,15 +759,34 @@ class FinetuningScheduler(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
             return
+        if "fts_metadata" in state_dict:  # a checkpoint written by finetuning-scheduler (FTS) itself
+            state_dict = self._from_fts_state(state_dict)
         if state_dict.get("version") != STATE_VERSION:
             raise MisconfigurationException(f"unsupported ftsc checkpoint state version {state_dict.get('version')}")
         self._restored = state_dict
+
+    @staticmethod
+    def _from_fts_state(state: dict[str, Any]) -> dict[str, Any]:
+        """FTS's callback state as ftsc's: FTS records the current phase and, per optimizer, the parameter
+        groups with parameter names, which is all a resume needs. It records no schedule fingerprint."""
+        from ftsc.lightning.fsdp1 import clean
+
+        depth = (state.get("fts_metadata") or {}).get("current_ckpt_depth")
+        groups = (state.get("internal_optimizer_metadata") or {}).get(0)
+        if depth is None or groups is None:
+            raise MisconfigurationException("this finetuning-scheduler checkpoint holds no phase or parameter groups "
+                                            "(`fts_metadata.current_ckpt_depth`, `internal_optimizer_metadata`)")
+        return {"version": STATE_VERSION, "fingerprint": None, "depth": int(depth),
+                "param_groups": [{**g, "params": [clean(n) for n in g["params"]]} for g in groups]}
 
     _trainer_ref: tuple[pl.Trainer, pl.LightningModule] | None = None
 
     def _apply_restored_groups(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self._restored is not None and self.plan is not None
-        if self._restored["fingerprint"] != self.plan.fingerprint():
+        if self._restored["fingerprint"] is None:
+            log.warning("ftsc: resuming a finetuning-scheduler checkpoint (phase %d); it records no schedule "
+                        "fingerprint, so ftsc assumes it was trained with this schedule.", self._restored["depth"])
+        elif self._restored["fingerprint"] != self.plan.fingerprint():
             raise MisconfigurationException(
                 f"this checkpoint was written by a run with a different fine-tuning schedule or options (fingerprint "
                 f"{self._restored['fingerprint']}, now {self.plan.fingerprint()}); resume with the schedule it was "
