@@ -501,7 +501,8 @@ class FinetuningScheduler(Callback):
             ckpt = torch.load(path / _METADATA_FILENAME, map_location="cpu", weights_only=False)
         else:
             ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        return ckpt.get("callbacks", {}).get(self.state_key) or {}
+        state = ckpt.get("callbacks", {}).get(self.state_key) or {}
+        return self._from_fts_state(state) if "fts_metadata" in state else state
 
     def _early_stopping(self, trainer: pl.Trainer) -> list[FTSEarlyStopping]:
         return [c for c in trainer.callbacks if isinstance(c, FTSEarlyStopping)]  # type: ignore[attr-defined]
