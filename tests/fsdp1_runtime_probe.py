@@ -15,9 +15,7 @@ by logical FQN (a FlatParameter as the FQNs it holds, read from the real units).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +32,7 @@ from torch.distributed.fsdp._flat_param import FlatParameter
 from ftsc.lightning import FinetuningScheduler
 from ftsc.lightning.fsdp1 import clean, real_units
 from tests.cpu_fsdp import CPUFSDP
+from tests.probe_exit import finish
 from tests.runtime_harness import TinyModule, loader
 
 
@@ -162,14 +161,8 @@ def main() -> None:
     result["predicted"] = {u.name: list(u.params) for u in callback._fsdp1.prediction.units} \
         if callback._fsdp1 else None
     result.update(callback.record)
-    if trainer.global_rank == 0:
-        (out / "result.json").write_text(json.dumps(result))
+    finish(trainer.global_rank, result, out / "result.json")  # the fit was interrupted: leave at once
 
 
 if __name__ == "__main__":
     main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # The fit was interrupted inside the process group's lifetime; interpreter teardown of gloo's threads then
-    # aborts now and then ("terminate called without an active exception"): leave without it, as the FTS probes do.
-    os._exit(0)

@@ -157,26 +157,16 @@ def run_one(run: dict[str, Any], root_dir: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    import os
     import tempfile
-    import warnings
 
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    from tests.probe_exit import finish, quiet_lightning
+
+    quiet_lightning()
     spec = json.loads(argv[0])
     root_dir = spec.get("root_dir") or tempfile.gettempdir()
     verdicts = [run_one(r, root_dir) for r in spec["runs"]]
     rank = verdicts[0]["rank"] if verdicts else 0
-    out = {"runs": verdicts, "seconds": time.perf_counter() - _T0}
-    if rank == 0:
-        text = json.dumps(out, indent=2)
-        if spec.get("out"):
-            Path(spec["out"]).write_text(text, encoding="utf-8")
-        else:
-            print(text)
-    sys.stdout.flush()
-    os._exit(0)  # skip interpreter teardown of the process group / launcher threads
+    finish(rank, {"runs": verdicts, "seconds": time.perf_counter() - _T0}, spec.get("out"))
 
 
 if __name__ == "__main__":

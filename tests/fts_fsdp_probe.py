@@ -175,23 +175,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    import logging
-    import os
-    import warnings
+    from tests.probe_exit import finish, quiet_lightning
 
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    quiet_lightning()
     spec = json.loads(argv[0])
     if "config" in spec:
         spec = {**spec_from_config(Path(spec["config"])), **{k: v for k, v in spec.items() if k != "config"}}
     verdict = run(spec)
-    if verdict["rank"] == 0 and spec.get("out"):
-        Path(spec["out"]).write_text(json.dumps(verdict, indent=2), encoding="utf-8")
-    elif verdict["rank"] == 0:
-        print(json.dumps(verdict, indent=2))
-    sys.stdout.flush()
-    os._exit(0)  # skip interpreter teardown of the process group / launcher threads
+    finish(verdict["rank"], verdict, spec.get("out"))
 
 
 if __name__ == "__main__":

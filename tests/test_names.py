@@ -129,6 +129,15 @@ def _plain(names: list[str], rx: re.Pattern[str], full: bool) -> list[str]:
     return [n for n in names if test(n)]
 
 
+def _assert_like_plain_loop(names: list[str], patterns: list[str], full: bool) -> None:
+    """NameIndex matches each (compilable) pattern exactly as a plain loop over `names` does."""
+    idx = NameIndex(names)
+    for p in patterns:
+        rx = _compiles(p)
+        if rx is not None:
+            assert idx.match(rx, full=full) == _plain(names, rx, full), (p, names, full)
+
+
 # --------------------------------------------------------------------------------------------
 # Properties
 # --------------------------------------------------------------------------------------------
@@ -144,37 +153,21 @@ _SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[Hea
 def test_prefix_patterns_equal_plain_loop(data: st.DataObject | None, names: list[str], full: bool) -> None:
     patterns = ["m.1", r"m\.1", "m.1$", "m.", "", "m.1.*"] if data is None else \
         [data.draw(_prefix_pattern(names)) for _ in range(4)]
-    idx = NameIndex(names)
-    for p in patterns:
-        rx = _compiles(p)
-        if rx is None:
-            continue
-        assert idx.match(rx, full=full) == _plain(names, rx, full), (p, names, full)
+    _assert_like_plain_loop(names, patterns, full)
 
 
 @pytest.mark.fuzzing
 @_SETTINGS
 @given(names=_names(), patterns=st.lists(_atom_regex(), min_size=1, max_size=4), full=st.booleans())
 def test_atom_regexes_equal_plain_loop(names: list[str], patterns: list[str], full: bool) -> None:
-    idx = NameIndex(names)
-    for p in patterns:
-        rx = _compiles(p)
-        if rx is None:
-            continue
-        assert idx.match(rx, full=full) == _plain(names, rx, full), (p, names, full)
+    _assert_like_plain_loop(names, patterns, full)
 
 
 @pytest.mark.fuzzing
 @settings(_SETTINGS, max_examples=150)
 @given(data=st.data(), names=_names(), full=st.booleans())
 def test_derived_regexes_equal_plain_loop(data: st.DataObject, names: list[str], full: bool) -> None:
-    idx = NameIndex(names)
-    for _ in range(4):
-        p = data.draw(_derived_regex(names))
-        rx = _compiles(p)
-        if rx is None:
-            continue
-        assert idx.match(rx, full=full) == _plain(names, rx, full), (p, names, full)
+    _assert_like_plain_loop(names, [data.draw(_derived_regex(names)) for _ in range(4)], full)
 
 
 @pytest.mark.fuzzing
