@@ -178,7 +178,7 @@ class PhaseStats(pl.Callback):
             row["tokens_per_s"] = round(self.tokens_per_step / row["step_s"], 1)
         if trainer.strategy.root_device.type == "cuda":
             peak = torch.cuda.max_memory_allocated() / 2**30
-            row["peak_mem_gib"] = round(self._reduce(trainer, peak, "max") if trainer.world_size > 1 else peak, 3)
+            row["peak_mem_gib"] = round(self._reduce(trainer, peak, "max"), 3)
         if "val_loss" in trainer.callback_metrics:
             row["val_loss"] = round(float(trainer.callback_metrics["val_loss"]), 6)
         if trainer.global_rank == 0:

@@ -211,6 +211,13 @@ class FinetuningScheduler(Callback):
         self._bn_tracking(pl_module)
         return names
 
+    def _thaw_through(self, pl_module: pl.LightningModule, depth: int) -> None:
+        """Freeze every parameter, then thaw phases 0 to `depth`."""
+        for p in pl_module.parameters():
+            p.requires_grad_(False)
+        for d in range(depth + 1):
+            self._thaw(pl_module, d)
+
     def _bn_tracking(self, pl_module: pl.LightningModule) -> None:
         from ftsc.lightning.fsdp1 import clean
 
@@ -318,12 +325,8 @@ class FinetuningScheduler(Callback):
             return
         self._trainer_ref = (trainer, pl_module)
         self.plan = self._load_schedule(pl_module)
-        for p in pl_module.parameters():
-            p.requires_grad_(False)
-        depth = self._restored["depth"] if self._restored else 0
-        self.curr_depth = depth
-        for d in range(depth + 1):
-            self._thaw(pl_module, d)
+        self.curr_depth = self._restored["depth"] if self._restored else 0
+        self._thaw_through(pl_module, self.curr_depth)
         for es in self._early_stopping(trainer):
             es.final_phase = self.depth_remaining == 0
         self._sharding_from_strategy(trainer)
@@ -397,17 +400,22 @@ class FinetuningScheduler(Callback):
         if self._fsdp1 is None or self.verify_sharding == "off":
             return
         from ftsc.lightning.fsdp1 import real_units
-        from ftsc.shard import compare_units
 
         predicted = {u.name: list(u.params) for u in self._fsdp1.prediction.units}
-        problems = compare_units(predicted, real_units(pl_module, dict(self._graph.aliases)))
-        if problems:
-            text = "the FSDP units differ from ftsc's prediction:\n  " + "\n  ".join(problems)
-            if self.verify_sharding == "error":
-                raise MisconfigurationException(text)
-            log.warning("ftsc: %s", text)
-        else:
-            log.info("ftsc: the %d FSDP units match the prediction", len(predicted))
+        self._report_sharding("FSDP units", predicted, real_units(pl_module, dict(self._graph.aliases)))
+
+    def _report_sharding(self, what: str, predicted: dict[str, list[str]], real: dict[str, list[str]]) -> None:
+        """Stop the run (or warn, per `verify_sharding`) when the real units/groups differ from the prediction."""
+        from ftsc.shard import compare_units
+
+        problems = compare_units(predicted, real)
+        if not problems:
+            log.info("ftsc: the %d %s match the prediction", len(predicted), what)
+            return
+        text = f"the {what} differ from ftsc's prediction:\n  " + "\n  ".join(problems)
+        if self.verify_sharding == "error":
+            raise MisconfigurationException(text)
+        log.warning("ftsc: %s", text)
 
     _fsdp1: Any = None
 
@@ -436,18 +444,11 @@ class FinetuningScheduler(Callback):
         if self._fsdp2_plan is None or self.verify_sharding == "off":
             return
         from ftsc.lightning.fsdp2 import real_groups
-        from ftsc.shard import compare_units
         from ftsc.shard.fsdp2 import predict2
 
         predicted = predict2(self._graph, [m for m, _ in self._fsdp2_plan], self._user_shard_calls)
-        problems = compare_units({g.name: list(g.params) for g in predicted.groups}, real_groups(pl_module))
-        if problems:
-            text = "the fully_shard groups differ from ftsc's prediction:\n  " + "\n  ".join(problems)
-            if self.verify_sharding == "error":
-                raise MisconfigurationException(text)
-            log.warning("ftsc: %s", text)
-        else:
-            log.info("ftsc: the %d fully_shard groups match the prediction", len(predicted.groups))
+        self._report_sharding("fully_shard groups", {g.name: list(g.params) for g in predicted.groups},
+                              real_groups(pl_module))
 
     _schedule: Any = None
     _graph: Any = None
@@ -534,11 +535,7 @@ class FinetuningScheduler(Callback):
         # their state (FTS fails here with `KeyError: 'momentum'` after an optimizer reinit).
         opt_cfg = next((c for d in range(depth, 0, -1) if (c := self._reinit_cfg(d, "optimizer"))), None)
         if opt_cfg:
-            cls = self._import_class(opt_cfg["class_path"])
-            optimizer = cls(groups, **opt_cfg.get("init_args", {}))
-            trainer.strategy.optimizers = [optimizer]
-            if trainer.lr_scheduler_configs:
-                trainer.lr_scheduler_configs[0].scheduler.optimizer = optimizer
+            optimizer = self._install_optimizer(trainer, opt_cfg, groups)
         else:  # the optimizer configure_optimizers built (a later reinit may have replaced it since)
             optimizer = self._base_optimizer or trainer.optimizers[0]
             optimizer.param_groups.clear()
@@ -568,10 +565,7 @@ class FinetuningScheduler(Callback):
         if not state:
             raise MisconfigurationException(f"restore_best: {path} holds no ftsc schedule state")
         best = int(state["depth"])
-        for p in pl_module.parameters():
-            p.requires_grad_(False)
-        for d in range(best + 1):
-            self._thaw(pl_module, d)
+        self._thaw_through(pl_module, best)
         # First the checkpoint's groups, then the load: FSDP strategies load the optimizer state inside
         # `load_checkpoint`, into the optimizer they hold; the others in `load_optimizer_state_dict`.
         self._rebuild_optimizer(trainer, pl_module, state["param_groups"], best)
@@ -615,13 +609,18 @@ class FinetuningScheduler(Callback):
     def _reinit_optimizer(self, trainer: pl.Trainer, pl_module: pl.LightningModule, cfg: dict[str, Any],
                           names: list[str]) -> torch.optim.Optimizer:
         params = self._params(pl_module)
-        cls = self._import_class(cfg["class_path"])
-        optimizer = cls(self._groups(pl_module, [(n, params[n]) for n in names]), **cfg.get("init_args", {}))
+        optimizer = self._install_optimizer(trainer, cfg, self._groups(pl_module, [(n, params[n]) for n in names]))
         for group in optimizer.param_groups:
             group["initial_lr"] = group.get("initial_lr", group["lr"])
+        return optimizer
+
+    def _install_optimizer(self, trainer: pl.Trainer, cfg: dict[str, Any],
+                           groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        """An optimizer of the re-initialisation directive `cfg` over `groups`, now the run's optimizer."""
+        optimizer = self._import_class(cfg["class_path"])(groups, **cfg.get("init_args", {}))
         trainer.strategy.optimizers = [optimizer]
-        if trainer.lr_scheduler_configs:
-            trainer.lr_scheduler_configs[0].scheduler.optimizer = optimizer
+        for config in trainer.lr_scheduler_configs:
+            config.scheduler.optimizer = optimizer
         return optimizer
 
     def _reinit_lr_scheduler(self, trainer: pl.Trainer, cfg: dict[str, Any]) -> None:
@@ -794,11 +793,8 @@ class FinetuningScheduler(Callback):
                 "trained with, or start a new fit without ckpt_path")
         depth = int(self._restored["depth"])
         if depth != self.curr_depth:  # load_state_dict ran after setup (strategies that restore late)
-            for p in pl_module.parameters():
-                p.requires_grad_(False)
             self.curr_depth = depth
-            for d in range(depth + 1):
-                self._thaw(pl_module, d)
+            self._thaw_through(pl_module, depth)
         self._rebuild_optimizer(trainer, pl_module, self._restored["param_groups"], depth)
         self._reset_schedulers(trainer)
         for es in self._early_stopping(trainer):

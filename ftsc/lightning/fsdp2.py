@@ -9,7 +9,6 @@ start, the real groups compared with ftsc's prediction. Imports torch.
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -111,7 +110,8 @@ def wrap_configure_model(pl_module: torch.nn.Module, plan: list[tuple[str, dict[
     """Run the user's `configure_model`, recording their `fully_shard` calls, then apply the plan."""
     original = pl_module.configure_model
 
-    @functools.wraps(original)
+    # Not `functools.wraps`: ModelParallelStrategy insists on an overridden `configure_model` and Lightning's
+    # check follows `__wrapped__`; one that applies the plan is an override.
     def configure_model() -> None:
         from torch.distributed.fsdp import fully_shard
 
@@ -128,7 +128,4 @@ def wrap_configure_model(pl_module: torch.nn.Module, plan: list[tuple[str, dict[
             original()
         apply_plan(pl_module, plan, mesh_getter())
 
-    # ModelParallelStrategy insists on an overridden `configure_model`; one that applies the plan is one,
-    # so hide the original from Lightning's `__wrapped__`-following override check.
-    del configure_model.__wrapped__
     object.__setattr__(pl_module, "configure_model", configure_model)
