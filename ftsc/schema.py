@@ -275,10 +275,14 @@ FSDP2 = Block("fsdp2 setting", {
 })
 
 
-def suggest(name: str, candidates: list[str]) -> str | None:
-    """A 'did you mean' help text, if some candidate is close."""
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
+def did_you_mean(close: list[str]) -> str | None:
+    """The 'did you mean' help text for some close names (None for none)."""
+    return "did you mean " + ", ".join(f"`{c}`" for c in close) + "?" if close else None
+
+
+def suggest(name: str, candidates: list[str], n: int = 1) -> str | None:
+    """A 'did you mean' help text naming up to `n` candidates close to `name`, if any is."""
+    return did_you_mean(difflib.get_close_matches(name, candidates, n=n, cutoff=0.6))
 
 
 @dataclass(slots=True)

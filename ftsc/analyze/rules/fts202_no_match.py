@@ -10,6 +10,7 @@ from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.model.graph import ModelGraph
 from ftsc.regexes import match_prefix
+from ftsc.schema import did_you_mean
 
 _MAX_CANDIDATES = 4000
 
@@ -68,10 +69,6 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
             if sel.kind is ir.SelectorKind.FTS:
                 notes.append("FTS patterns match an exact parameter name, else with `re.match` from the start "
                              "of the name (not anywhere in it)")
-            help_text = _module_hint(sel, graph)
-            if help_text is None:
-                close = closest_names(sel.pattern, graph)
-                if close:
-                    help_text = "did you mean " + ", ".join(f"`{c}`" for c in close) + "?"
+            help_text = _module_hint(sel, graph) or did_you_mean(closest_names(sel.pattern, graph))
             yield make("FTS202", ctx.source, sel.span, pattern=sel.pattern, label="matches nothing",
                        notes=tuple(notes), help=help_text, data={"pattern": sel.pattern, "phase": phase.index})

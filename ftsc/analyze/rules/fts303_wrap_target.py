@@ -8,6 +8,7 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.regexes import compile_problem
+from ftsc.schema import suggest
 
 _WHAT = {"class": "auto-wrap policy class", "wrap": "`wrap` override (awp_overrides)", "ignore": "ignored module"}
 
@@ -34,10 +35,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
                          "no module of the model is an instance of it; model classes include: "
                          + ", ".join(f"`{c}`" for c in classes[:8]))
         else:
-            import difflib
-
-            close = difflib.get_close_matches(u.text, [m for m in graph.modules if m], n=3, cutoff=0.6)
-            help_text = "did you mean " + ", ".join(f"`{c}`" for c in close) + "?" if close else None
+            help_text = suggest(u.text, [m for m in graph.modules if m], n=3)
         yield make("FTS303", ctx.source, u.span, target=u.text, label=f"{_WHAT[u.what]} matches nothing",
                    notes=("the unit boundary it was meant to create does not exist, so its parameters fall to "
                           "the enclosing unit",),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.regexes import compile_problem
+from ftsc.schema import suggest
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
@@ -25,8 +25,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
         key = entry.selector.pattern
         if compile_problem(key):
             continue  # FTS101
-        close = difflib.get_close_matches(key, [m for m in ctx.graph.modules if m], n=3, cutoff=0.6)
         yield make("FTS402", ctx.source, entry.selector.span, key=key, label="matches no module",
                    notes=("FinetuningScheduler stops at setup: \"did not match any named modules\"",),
-                   help="did you mean " + ", ".join(f"`{c}`" for c in close) + "?" if close else None,
+                   help=suggest(key, [m for m in ctx.graph.modules if m], n=3),
                    data={"key": key})
