@@ -61,12 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (advisory hooks)")
     check.add_argument("--fix", action="store_true",
                        help="apply fix suggestions (FSDP wrap overrides) to the file configuring FSDP")
+    check.add_argument("--isolated", action="store_true", help="ignore configuration files ([tool.ftsc])")
 
     comp = sub.add_parser("compile", help="compile a schedule against a model; print the plan as JSON")
     comp.add_argument("file", metavar="FILE")
     _model_args(comp)
     comp.add_argument("--format", choices=("json",), default="json")
     comp.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
+    comp.add_argument("--isolated", action="store_true", help="ignore configuration files ([tool.ftsc])")
 
     man = sub.add_parser("manifest", help="write a model's manifest (module tree, parameters, ties)")
     _model_args(man, strategy=False)
@@ -455,9 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "check":
-            return _cmd_check(args, load_settings())
+            return _cmd_check(args, load_settings(isolated=args.isolated))
         if args.command == "compile":
-            return _cmd_compile(args, load_settings())
+            return _cmd_compile(args, load_settings(isolated=args.isolated))
         if args.command == "manifest":
             return _cmd_manifest(args)
         if args.command == "init":

@@ -7,6 +7,40 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, Label, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS201", name="non-contiguous-phases", severity=Severity.ERROR,
+    summary="phase numbers are not contiguous from 0",
+    message="phase numbers must run 0, 1, 2, ... without gaps: {detail}",
+    doc="""## What it does
+Reports phases whose numbers are not exactly `0..N-1` (a gap, a duplicate, a negative or
+non-integer number).
+
+## Why is this bad?
+FinetuningScheduler stops at setup with "non-contiguous or non-zero-indexed keys".
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 2 {
+    thaw model.body.weight
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.body.weight
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

@@ -8,9 +8,37 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
 from ftsc.model.graph import ModelGraph
 from ftsc.regexes import match_prefix
 from ftsc.schema import did_you_mean
+
+RULE = Rule(
+    code="FTS202", name="pattern-matches-nothing", severity=Severity.ERROR, needs_model=True,
+    summary="a parameter pattern matches no parameter",
+    message="`{pattern}` matches no parameter of the model",
+    doc="""## What it does
+Reports a selector that matches no parameter of the model, with the closest names.
+
+## Why is this bad?
+FinetuningScheduler stops at setup ("did not match any named parameter").
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.haed.weight
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+```
+""",
+)
+
 
 _MAX_CANDIDATES = 4000
 

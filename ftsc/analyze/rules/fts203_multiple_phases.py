@@ -7,6 +7,41 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, Label, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS203", name="param-in-multiple-phases", severity=Severity.ERROR, needs_model=True,
+    summary="a parameter is thawed in more than one phase",
+    message="{detail}",
+    doc="""## What it does
+Reports a parameter that selectors of two different phases both thaw. (A parameter matched
+twice inside one phase is fine, unlike FinetuningScheduler's check.)
+
+## Why is this bad?
+Every parameter must belong to exactly one phase; FinetuningScheduler stops at setup.
+
+## Example
+```ftsc
+phase 0 {
+    thaw /model\\.layers\\.[0-3]\\..*/
+}
+phase 1 {
+    thaw /model\\.layers\\.3\\..*/
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw /model\\.layers\\.[0-2]\\..*/
+}
+phase 1 {
+    thaw /model\\.layers\\.3\\..*/
+}
+```
+""",
+)
+
 
 _LISTED = 10
 

@@ -7,6 +7,37 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS204", name="never-thawed", severity=Severity.INFO, needs_model=True,
+    summary="parameters never thawed by any phase",
+    message="{count} parameters ({numel} elements) are never thawed by any phase",
+    doc="""## What it does
+Lists, once, the parameters no phase thaws, with their total numel.
+
+## Why is this bad?
+They stay frozen for the whole run, silently.
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw /(?!model\\.head\\.weight).*/
+}
+```
+""",
+)
+
 
 _LISTED = 10
 

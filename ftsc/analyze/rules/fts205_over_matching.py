@@ -14,9 +14,41 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.analyze.resolve import SelectorMatch
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
 from ftsc.model.graph import ModelGraph
 from ftsc.regexes import compiled, ends_inside_segment, quantified_dots, unescaped_separator_dots
 from ftsc.source import Span
+
+RULE = Rule(
+    code="FTS205", name="over-matching-pattern", severity=Severity.WARNING,
+    summary="a pattern matches more than it looks like it should",
+    message="{detail}",
+    doc="""## What it does
+Reports patterns that match more than they appear to:
+- a regex `{m,n}` quantifier right after a `.`, which repeats *any character* (FTS's DeBERTa
+  example `layer.{0,11}.` matches every layer, not layers 0 and 11);
+- a `.` used as a separator that is not escaped (it matches any character);
+- an FTS pattern (`fts "..."`, or any FTS YAML pattern) whose literal index prefix also
+  catches sibling indices: `layers.1` also thaws `layers.10`-`layers.19` (needs a model).
+
+## Why is this bad?
+The phase thaws parameters the author meant for another phase, or thaws everything at once.
+
+## Example
+```ftsc
+phase 0 {
+    thaw fts "model.encoder.layer.{0,11}.attention.*"
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw /model\\.encoder\\.layer\\.(0|11)\\.attention\\..*/
+}
+```
+""",
+)
 
 
 def _selectors(schedule: ir.Schedule) -> Iterator[ir.Selector]:

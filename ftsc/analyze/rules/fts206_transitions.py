@@ -7,6 +7,51 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, Label, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS206", name="ineffective-transition", severity=Severity.WARNING,
+    summary="transition epochs that cannot take effect",
+    message="{detail}",
+    doc="""## What it does
+Reports transition epochs that cannot take effect: a phase's epoch not greater than an
+earlier phase's (the phase may run a single epoch), an epoch at or beyond `max_epochs`, a final
+phase's epoch (overridden by `max_epochs`), and phases cut off by `max_depth`.
+
+## Why is this bad?
+The schedule silently runs differently from how it reads.
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.head.weight
+    until epoch 3
+}
+phase 1 {
+    thaw model.body.weight
+    until epoch 2
+}
+phase 2 {
+    thaw model.embed.weight
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw model.head.weight
+    until epoch 2
+}
+phase 1 {
+    thaw model.body.weight
+    until epoch 3
+}
+phase 2 {
+    thaw model.embed.weight
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

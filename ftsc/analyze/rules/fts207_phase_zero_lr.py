@@ -7,6 +7,35 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS207", name="phase-zero-lr-ignored", severity=Severity.WARNING,
+    summary="an `lr` in phase 0 has no effect",
+    message="`lr` in phase 0 is ignored: phase 0 uses the optimizer's configured lr",
+    doc="""## What it does
+Reports an `lr` given for phase 0.
+
+## Why is this bad?
+Phase 0's learning rate comes from `configure_optimizers`; FinetuningScheduler deletes the
+phase-0 `lr` with a warning.
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.head.weight
+    lr = 1e-3
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

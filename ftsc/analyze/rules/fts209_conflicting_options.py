@@ -7,6 +7,49 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS209", name="conflicting-options", severity=Severity.ERROR,
+    summary="schedule options that contradict each other or the phases",
+    message="{detail}",
+    doc="""## What it does
+Reports option combinations FinetuningScheduler rejects: `epoch_transitions_only` with a
+phase that has no epoch transition or has a plateau transition; an explicit schedule together
+with a schedule-wide `reinit lr_scheduler` (FTS's `reinit_lr_cfg`); `init_pg_lrs` in a
+schedule-wide lr-scheduler reinit.
+
+## Why is this bad?
+FinetuningScheduler stops at setup.
+
+## Example
+```ftsc
+schedule {
+    epoch_transitions_only = true
+}
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.body.weight
+}
+```
+
+## Use instead
+```ftsc
+schedule {
+    epoch_transitions_only = true
+}
+phase 0 {
+    thaw model.head.weight
+    until epoch 2
+}
+phase 1 {
+    thaw model.body.weight
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

@@ -7,6 +7,39 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS210", name="empty-phase", severity=Severity.WARNING,
+    summary="a phase thaws nothing",
+    message="phase {phase} thaws no parameters",
+    doc="""## What it does
+Reports a phase with no selectors.
+
+## Why is this bad?
+The phase adds no parameter group; it only spends epochs.
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    until epoch 3
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.body.weight
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

@@ -7,6 +7,45 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, Severity, make
+from ftsc.diagnostics.rule import Rule
+
+RULE = Rule(
+    code="FTS211", name="unsupported-class", severity=Severity.ERROR,
+    summary="a reinit class FinetuningScheduler does not support",
+    message="{detail}",
+    doc="""## What it does
+Reports a reinit `lr_scheduler` class outside the ten torch schedulers FinetuningScheduler
+supports (unless `allow_untested = true`, then a warning), a `ZeroRedundancyOptimizer` reinit,
+and class paths outside `torch.optim` (ftsc never imports other classes from a schedule unless
+`allow_untested = true`).
+
+## Why is this bad?
+FinetuningScheduler stops at setup, or the class path imports arbitrary code.
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.body.weight
+    reinit lr_scheduler torch.optim.lr_scheduler.CyclicLR(base_lr = 0.1, max_lr = 1.0)
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.body.weight
+    reinit lr_scheduler torch.optim.lr_scheduler.StepLR(step_size = 1)
+}
+```
+""",
+)
+
 
 SUPPORTED_LR_SCHEDULERS = ("LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ExponentialLR",
                            "CosineAnnealingLR", "ReduceLROnPlateau", "CosineAnnealingWarmRestarts",

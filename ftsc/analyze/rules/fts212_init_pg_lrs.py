@@ -7,6 +7,49 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS212", name="init-pg-lrs-mismatch", severity=Severity.WARNING,
+    summary="`init_pg_lrs` lists a different number of lrs than there are parameter groups",
+    message="{detail}",
+    doc="""## What it does
+Counts the parameter groups the optimizer will hold when a phase's lr scheduler is
+reinitialized (one per thawing phase so far, replayed from phase 0 after an optimizer reinit;
+two per phase when the LightningModule defines `no_decay`) and reports an `init_pg_lrs` list
+that matches neither count.
+
+## Why is this bad?
+FinetuningScheduler zips the list against the groups: extra lrs are dropped and missing ones
+leave groups at their old lr, silently.
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.body.weight
+    reinit lr_scheduler torch.optim.lr_scheduler.StepLR(step_size = 1) {
+        init_pg_lrs = [1e-5, 1e-5, 1e-5]
+    }
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.body.weight
+    reinit lr_scheduler torch.optim.lr_scheduler.StepLR(step_size = 1) {
+        init_pg_lrs = [1e-5, 1e-5]
+    }
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

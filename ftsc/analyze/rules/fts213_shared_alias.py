@@ -7,6 +7,43 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, Severity, make
+from ftsc.diagnostics.rule import Rule
+
+RULE = Rule(
+    code="FTS213", name="shared-parameter-alias", severity=Severity.WARNING, needs_model=True,
+    summary="a selector names an alias of a shared (tied) parameter",
+    message="`{alias}` is an alias of shared parameter `{primary}`: pruned from the schedule",
+    doc="""## What it does
+Reports a selector that names a shared parameter by an alias (a later registration of the
+same tensor, e.g. tied input/output embeddings). Like FinetuningScheduler, ftsc prunes it:
+the tensor thaws where its primary name (its first registration) thaws. A warning when that
+is another phase or no phase; an info when it is the same phase.
+
+## Why is this bad?
+`named_parameters()` lists a shared tensor once, under its primary name; the alias thaws
+nothing by itself, and the tensor may thaw in a different phase than this one, or never.
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.lm_head.weight  # tied to model.embed.weight
+}
+phase 1 {
+    thaw model.embed.weight
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.embed.weight
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

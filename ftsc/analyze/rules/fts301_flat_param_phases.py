@@ -7,6 +7,50 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, Label, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS301", name="phase-splits-flat-parameter", severity=Severity.ERROR, needs_model=True,
+    summary="FSDP1 (use_orig_params=False): a FlatParameter spans phases",
+    message="FSDP unit `{unit}` flattens parameters of more than one phase",
+    doc="""## What it does
+With `use_orig_params = false`, reports an FSDP unit whose FlatParameter holds parameters of
+more than one phase, or scheduled and never-thawed parameters together.
+
+## Why is this bad?
+All parameters in one FlatParameter share `requires_grad`; FinetuningScheduler stops at fit
+start ("do not have disjoint FSDP-flattened parameter sets").
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.head.bias
+}
+fsdp {
+    use_orig_params = false
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw /model\\.head\\..*/
+}
+fsdp {
+    use_orig_params = false
+    wrap model.head
+}
+```
+
+## FSDP notes
+FSDP1 flattens every parameter of a unit into one FlatParameter; "`requires_grad` must be
+uniform" within it unless `use_orig_params=True`.
+""",
+)
+
 
 _LISTED = 8
 

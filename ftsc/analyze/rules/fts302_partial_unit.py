@@ -8,6 +8,43 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.analyze.rules.fts301_flat_param_phases import fix_help, unit_label
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS302", name="partially-thawed-unit", severity=Severity.WARNING, needs_model=True,
+    summary="FSDP1 (use_orig_params=True): a FlatParameter is partially thawed",
+    message="FSDP unit `{unit}` is partially thawed in phase {phase}",
+    doc="""## What it does
+With `use_orig_params = true`, reports FSDP units partially thawed in some phase, with the
+wasted gradient numel per phase.
+
+## Why is this bad?
+Frozen parameters inside a thawed FlatParameter still cost gradient memory and traffic.
+
+## Example
+```ftsc
+phase 0 {
+    thaw model.head.weight
+}
+phase 1 {
+    thaw model.head.bias
+}
+fsdp {
+    wrap model.head
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw /model\\.head\\..*/
+}
+fsdp {
+    wrap model.head
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

@@ -7,8 +7,43 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
 from ftsc.regexes import compile_problem
 from ftsc.schema import suggest
+
+RULE = Rule(
+    code="FTS303", name="wrap-target-matches-nothing", severity=Severity.ERROR, needs_model=True,
+    summary="an auto-wrap class, override or ignored module matches nothing",
+    message="`{target}` matches no module of the model",
+    doc="""## What it does
+Reports an auto-wrap policy class, a `wrap` override or an `ignore` entry that matches no
+module.
+
+## Why is this bad?
+The intended FSDP unit boundary does not exist, so phases end up in the root FlatParameter.
+
+## Example
+```ftsc
+phase 0 {
+    thaw glob "model.head.*"
+}
+fsdp {
+    wrap model.haed
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw glob "model.head.*"
+}
+fsdp {
+    wrap model.head
+}
+```
+""",
+)
+
 
 _WHAT = {"class": "auto-wrap policy class", "wrap": "`wrap` override (awp_overrides)", "ignore": "ignored module"}
 

@@ -7,6 +7,41 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS304", name="tie-split-across-units", severity=Severity.ERROR, needs_model=True,
+    summary="a tied/shared parameter or module is split across FSDP units",
+    message="tied parameter `{param}` is split across FSDP units",
+    doc="""## What it does
+Reports tied parameters or shared modules whose users land in different FSDP units.
+
+## Why is this bad?
+With `use_orig_params=False` the tie is copied into two FlatParameters and silently broken
+(the copies train apart). With `use_orig_params=True` one unit owns it and the other path
+sees a sharded 1-D view: the first forward fails.
+
+## Example
+```ftsc
+phase 0 {
+    thaw glob "**"
+}
+fsdp {
+    wrap model.lm_head  # tied to model.embed.weight
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw glob "**"
+}
+fsdp {
+    wrap model
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

@@ -7,7 +7,42 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
 from ftsc.model.graph import parent_of, within
+
+RULE = Rule(
+    code="FTS305", name="phase-zero-owns-no-unit", severity=Severity.ERROR, needs_model=True,
+    summary="FSDP1: phase 0 owns no FSDP-flattened parameter",
+    message="phase 0 owns no FSDP-flattened parameter",
+    doc="""## What it does
+Reports an FSDP1 configuration in which no phase-0 module is (or contains) its own FSDP unit.
+
+## Why is this bad?
+FinetuningScheduler stops at fit start ("requires one or more FSDP parameters to be included
+in the optimizer").
+
+## Example
+```ftsc
+phase 0 {
+    thaw glob "model.head.*"
+}
+fsdp {
+    use_orig_params = false
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw glob "model.head.*"
+}
+fsdp {
+    use_orig_params = false
+    wrap model.head
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

@@ -7,6 +7,43 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS401", name="mixed-dtensor-param-group", severity=Severity.WARNING, needs_model=True,
+    summary="FSDP2: a phase's parameter group mixes DTensor and plain tensors",
+    message="phase {phase} mixes DTensor and plain-tensor parameters",
+    doc="""## What it does
+Reports a phase whose parameter group holds both `fully_shard`-managed (DTensor) and plain
+parameters.
+
+## Why is this bad?
+foreach/fused optimizers (the CUDA default) fail at the first step; gradient clipping over
+mixed sets fails in every mode.
+
+## Example
+```ftsc
+phase 0 {
+    thaw /model\\..*/
+}
+fsdp2 {
+    shard model.layers.0
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw /model\\..*/
+}
+fsdp2 {
+    shard model.layers.0
+    shard model
+}
+```
+""",
+)
+
 
 _LISTED = 8
 

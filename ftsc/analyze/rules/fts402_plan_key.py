@@ -7,8 +7,35 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
 from ftsc.regexes import compile_problem
 from ftsc.schema import suggest
+
+RULE = Rule(
+    code="FTS402", name="plan-key-matches-nothing", severity=Severity.ERROR, needs_model=True,
+    summary="FSDP2: an fsdp_plan key matches no module",
+    message="plan key `{key}` matches no module",
+    doc="""## What it does
+Reports a `shard` entry that matches no module.
+
+## Why is this bad?
+FinetuningScheduler stops at setup.
+
+## Example
+```ftsc
+fsdp2 {
+    shard model.haed
+}
+```
+
+## Use instead
+```ftsc
+fsdp2 {
+    shard model.head
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

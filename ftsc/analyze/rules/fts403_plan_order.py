@@ -7,6 +7,35 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, Label, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS403", name="plan-not-bottom-up", severity=Severity.WARNING, needs_model=True,
+    summary="FSDP2: a child listed after an ancestor is folded into the ancestor",
+    message="`{child}` is sharded after its ancestor `{ancestor}` and is folded into it",
+    doc="""## What it does
+Reports plan entries that come after an entry for one of their ancestors.
+
+## Why is this bad?
+`fully_shard` must be applied bottom-up; the later child entry is skipped.
+
+## Example
+```ftsc
+fsdp2 {
+    shard model
+    shard model.layers.0
+}
+```
+
+## Use instead
+```ftsc
+fsdp2 {
+    shard model.layers.0
+    shard model
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

@@ -7,6 +7,34 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, Severity, make
+from ftsc.diagnostics.rule import Rule
+
+RULE = Rule(
+    code="FTS404", name="tie-split-across-groups", severity=Severity.ERROR, needs_model=True,
+    summary="FSDP2: tied parameters managed by different fully_shard groups",
+    message="tied parameter `{param}` is managed by different `fully_shard` groups",
+    doc="""## What it does
+Reports tied parameters whose modules land in different `fully_shard` groups.
+
+## Why is this bad?
+torch >= 2.13 fails at the first forward; if only one alias is sharded, the tie silently breaks.
+
+## Example
+```ftsc
+fsdp2 {
+    shard model.embed
+    shard model.lm_head
+}
+```
+
+## Use instead
+```ftsc
+fsdp2 {
+    shard model
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

@@ -7,6 +7,33 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS405", name="plan-targets-container", severity=Severity.WARNING, needs_model=True,
+    summary="FSDP2: a plan entry targets a ModuleList/ModuleDict",
+    message="plan entry `{key}` targets a container module with no forward",
+    doc="""## What it does
+Reports a `shard` entry that resolves to a `ModuleList` or `ModuleDict`.
+
+## Why is this bad?
+Containers have no forward, so FSDP2's hooks never run; FinetuningScheduler prunes the entry.
+
+## Example
+```ftsc
+fsdp2 {
+    shard model.layers
+}
+```
+
+## Use instead
+```ftsc
+fsdp2 {
+    shard /model\\.layers\\.\\d+/
+}
+```
+""",
+)
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:

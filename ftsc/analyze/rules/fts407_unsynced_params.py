@@ -7,6 +7,43 @@ from collections.abc import Iterator
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.diagnostics.rule import Rule, Severity
+
+RULE = Rule(
+    code="FTS407", name="unsynchronized-parameters", severity=Severity.WARNING, needs_model=True,
+    summary="FSDP2: trainable parameters outside every fully_shard group",
+    message="{count} trainable parameters are in no `fully_shard` group: their gradients are not synchronized",
+    doc="""## What it does
+With an FSDP2 plan, reports (once) the parameters that some phase thaws but that no
+`fully_shard` group manages.
+
+## Why is this bad?
+They stay plain tensors: not sharded, and their gradients are never all-reduced, so every
+rank trains its own copy and the replicas drift apart without any error.
+
+## Example
+```ftsc
+phase 0 {
+    thaw glob "model.head.*"
+}
+fsdp2 {
+    shard model.body
+}
+```
+
+## Use instead
+```ftsc
+phase 0 {
+    thaw glob "model.head.*"
+}
+fsdp2 {
+    shard model.body
+    shard ""
+}
+```
+""",
+)
+
 
 _LISTED = 10
 
