@@ -2,14 +2,20 @@
 
 Input: the text of a schedule file. Output: `SourceFile` (text plus a line index) and `Span`
 (0-based character offsets, end exclusive) that every IR node and diagnostic carries.
+`read_regular` is the one way files are read: regular files only, up to a size limit.
 Never imports torch.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+MAX_SOURCE_BYTES = 16 << 20
+"""The largest schedule or config file read (16 MiB); real schedules are a few KiB."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +97,47 @@ class SourceFile:
         """Convert a 1-based line and column back to an offset."""
         line = max(1, min(line, len(self._line_starts)))
         return min(self._line_starts[line - 1] + column - 1, len(self.text))
+
+
+class ReadLimitError(Exception):
+    """A path that is not a regular file, or a file over the size limit (exit status 2)."""
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
+def read_regular(path: str, limit: int = MAX_SOURCE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes.
+
+    Devices (`/dev/zero`), FIFOs, sockets and directories are refused without reading: the
+    file is opened non-blocking (a FIFO without a writer cannot hang the open) and checked
+    with `fstat` on the open descriptor, so a swapped path cannot slip past the check.
+
+    Raises:
+        ReadLimitError: when `path` is not a regular file or is larger than `limit`.
+        OSError: when it cannot be opened or read (missing, permissions, name too long).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(21, "is a directory", path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ReadLimitError(f"{path}: not a regular file; ftsc reads only regular files")
+        if info.st_size > limit:
+            raise ReadLimitError(f"{path}: file is too large ({_mib(info.st_size)}; the limit is {_mib(limit)})")
+        chunks: list[bytes] = []
+        size = 0
+        while True:  # files whose size stat does not report (procfs) are read up to the limit too
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ReadLimitError(f"{path}: file is too large (the limit is {_mib(limit)})")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

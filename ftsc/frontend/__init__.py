@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ftsc import ir
@@ -17,7 +16,7 @@ from ftsc.diagnostics import Diagnostic, make
 from ftsc.frontend.fts_yaml import schedule_from_yaml
 from ftsc.frontend.lightning_config import load_lightning_config, looks_like_config
 from ftsc.frontend.yaml_nodes import load_yaml
-from ftsc.source import SourceFile, Span
+from ftsc.source import ReadLimitError, SourceFile, Span, read_regular
 
 if TYPE_CHECKING:
     from ftsc.parse import Comment
@@ -53,13 +52,15 @@ def kind_of(path: str) -> InputKind:
 
 
 def read_source(path: str) -> SourceFile:
-    """Read a file as UTF-8 text.
+    """Read a regular file (up to `ftsc.source.MAX_SOURCE_BYTES`) as UTF-8 text.
 
     Raises:
-        ReadError: when it does not exist or cannot be read.
+        ReadError: when it does not exist, cannot be read, is not a regular file or is too large.
     """
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(path)
+    except ReadLimitError as err:
+        raise ReadError(str(err)) from None
     except FileNotFoundError:
         raise ReadError(f"{path}: no such file") from None
     except IsADirectoryError:
