@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "check_text", "load"]
+__all__ = ["__version__", "check_file", "check_text", "load"]
 
 
 def load(path: str):  # type: ignore[no-untyped-def]
@@ -19,15 +19,25 @@ def load(path: str):  # type: ignore[no-untyped-def]
     return load_file(path)
 
 
-def check_text(text: str, path: str = "<input>.ftsc"):  # type: ignore[no-untyped-def]
-    """Check schedule text and return its diagnostics.
+def check_text(text: str, path: str = "<input>.ftsc", graph=None, *,  # type: ignore[no-untyped-def]
+               lightning_config=None):
+    """Check schedule text and return its diagnostics, as `ftsc check` does (`ftsc.check.check_text`).
 
     Example:
         >>> [d.code for d in check_text("phase 1 { thaw a }")]
         ['FTS201']
     """
-    from ftsc.cli import check_file
-    from ftsc.frontend import load_text
-    from ftsc.source import SourceFile
+    from ftsc.check import check_text as check
 
-    return check_file(load_text(SourceFile(path, text)))
+    return check(text, path, graph, lightning_config=lightning_config)
+
+
+def check_file(path: str, graph=None, *, lightning_config=None):  # type: ignore[no-untyped-def]
+    """Check a schedule file and return its diagnostics, as `ftsc check` does (`ftsc.check.check_file`).
+
+    `graph` is the model: `ftsc.model.load_graph(target, manifest)` or, for a live module,
+    `ftsc.model.ModelGraph(ftsc.model.build.extract(module))`.
+    """
+    from ftsc.check import check_file as check
+
+    return check(path, graph, lightning_config=lightning_config)

@@ -14,20 +14,19 @@ import gc
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
-from ftsc import __version__, ir
-from ftsc.analyze import AnalysisContext, analyze, prepare
+from ftsc import __version__
+from ftsc.analyze import AnalysisContext, prepare
+from ftsc.check import check_loaded, load_config, merge_config, run_check
 from ftsc.config import ConfigError, Settings, load_settings
 from ftsc.convert import convert
-from ftsc.diagnostics import Diagnostic, Severity, make
+from ftsc.diagnostics import Diagnostic, Severity
 from ftsc.diagnostics.registry import RULES, expand_selection, lookup
 from ftsc.diagnostics.render import RENDERERS
 from ftsc.fmt import format_schedule
 from ftsc.frontend import InputKind, Loaded, ReadError, load_file
 from ftsc.model import ModelError, ModelGraph, load_graph, load_manifest, parse_kwargs
-from ftsc.suppress import apply_suppressions
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILURE = 0, 1, 2
 
@@ -104,42 +103,15 @@ def _split(items: list[str] | None) -> list[str]:
     return [part.strip() for item in items or [] for part in item.split(",") if part.strip()]
 
 
-def _merge_config(loaded: Loaded, config: Loaded) -> Loaded:
-    """Options and sharding of a LightningCLI config applied to a schedule file."""
-    assert loaded.schedule is not None and config.schedule is not None
-    sched = loaded.schedule
-    cfg = config.schedule
-    settings = {s.name: s for s in sched.options.settings} | {s.name: s for s in cfg.options.settings}
-    options = replace(sched.options, settings=tuple(settings.values()),
-                      reinits=sched.options.reinits or cfg.options.reinits)
-    merged = replace(sched, options=options, fsdp=sched.fsdp or cfg.fsdp, fsdp2=sched.fsdp2 or cfg.fsdp2)
-    if loaded.kind is InputKind.FTS_YAML and cfg.options.get("epoch_transitions_only", False):
-        # FTS phases end on plateau only when not in epoch_transitions_only mode.
-        phases = tuple(replace(p, until=tuple(c for c in p.until or () if c.kind is not ir.CriterionKind.PLATEAU))
-                       for p in merged.phases)
-        merged = replace(merged, phases=phases)
-    return replace(loaded, schedule=merged)
-
-
 def check_file(loaded: Loaded, graph: ModelGraph | None = None) -> list[Diagnostic]:
-    """Front-end diagnostics plus every analysis pass, with suppressions applied."""
-    return _check(loaded, graph)[0]
+    """Front-end diagnostics plus every analysis pass, with suppressions applied (`ftsc.check`)."""
+    return check_loaded(loaded, graph)
 
 
 def _check(loaded: Loaded, graph: ModelGraph | None) -> tuple[list[Diagnostic], AnalysisContext | None]:
     """`check_file`, also returning the prepared context (None when analysis did not run)."""
-    diags = list(loaded.diagnostics)
-    ctx = None
-    if loaded.schedule is not None and not any(d.code == "FTS001" for d in diags):
-        try:
-            ctx = prepare(loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph))
-            diags.extend(analyze(loaded.schedule, ctx))
-        except Exception as err:  # noqa: BLE001 - a bug must surface as FTS901, never a traceback
-            diags.append(make("FTS901", loaded.source, None, detail=f"{type(err).__name__}: {err}",
-                              help="please report this with the input file"))
-    for source in [loaded.source, *loaded.related]:
-        diags = apply_suppressions(source, diags)
-    return diags, ctx
+    result = run_check(loaded, graph)
+    return list(result.diagnostics), result.context
 
 
 class _Graphs:
@@ -167,18 +139,13 @@ class _Graphs:
 
 
 def _load_config(path: str | None) -> Loaded | None:
-    if not path:
-        return None
-    config = load_file(path)
-    if config.kind is not InputKind.LIGHTNING_CONFIG and config.schedule is not None:
-        raise UsageError(f"{path}: not a LightningCLI config (no `trainer` section)")
-    return config
+    return load_config(path) if path else None
 
 
 def _load_schedule(path: str, config: Loaded | None) -> Loaded:
     loaded = load_file(path)
     if config is not None and config.schedule is not None and loaded.schedule is not None:
-        loaded = _merge_config(loaded, config)
+        loaded = merge_config(loaded, config)
     return loaded
 
 

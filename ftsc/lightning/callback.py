@@ -146,11 +146,15 @@ class FinetuningScheduler(Callback):
         return max(self.max_depth - self.curr_depth, 0)
 
     def _load_schedule(self, pl_module: pl.LightningModule) -> RuntimePlan:
+        """Check the schedule against the live module through `ftsc.check.run_check` (the pipeline
+        of `ftsc check`: suppressions applied), stop on errors, warn on warnings, lower the rest."""
+        from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
         from ftsc import ir
-        from ftsc.analyze import AnalysisContext, analyze, prepare
         from ftsc.analyze.resolve import resolve_schedule
+        from ftsc.check import run_check
         from ftsc.diagnostics import Severity
-        from ftsc.diagnostics.render import render_text
+        from ftsc.diagnostics.render import render_concise, render_text
         from ftsc.frontend import load_file, load_text
         from ftsc.generate import default_schedule
         from ftsc.lower.runtime import lower_runtime
@@ -159,36 +163,35 @@ class FinetuningScheduler(Callback):
         from ftsc.source import SourceFile
 
         graph = ModelGraph(extract(pl_module))
+        # Constructor options are the defaults; a `.ftsc` file's `schedule { }` block overrides them.
+        defaults = tuple(ir.Setting(name=k, value=ir.from_py(v)) for k, v in self.options.items()
+                         if k != "allow_untested")
         if not self.ft_schedule:
-            loaded = None
             schedule = default_schedule(graph, "fts")
+            given = {s.name for s in schedule.options.settings}
+            schedule = replace(schedule, options=replace(
+                schedule.options, settings=schedule.options.settings + tuple(d for d in defaults
+                                                                             if d.name not in given)))
+            resolution = resolve_schedule(schedule, graph)  # FTS's implicit schedule: nothing to check
+            self.diagnostics: tuple[Any, ...] = ()
         else:
             if isinstance(self.ft_schedule, dict):
                 text = yaml.safe_dump(self.ft_schedule, sort_keys=False)
                 loaded = load_text(SourceFile("<ft_schedule>.yaml", text))
             else:
                 loaded = load_file(str(self.ft_schedule))
-            if loaded.schedule is None:
-                raise MisconfigurationException("ftsc could not read the schedule:\n"
-                                                + render_text(loaded.diagnostics))
-            schedule = loaded.schedule
-        # Constructor options are the defaults; a `.ftsc` file's `schedule { }` block overrides them.
-        given = {s.name for s in schedule.options.settings}
-        extra = tuple(ir.Setting(name=k, value=ir.from_py(v)) for k, v in self.options.items()
-                      if k not in given and k != "allow_untested")
-        schedule = replace(schedule, options=replace(schedule.options,
-                                                     settings=schedule.options.settings + extra))
-        if loaded is not None:
-            ctx = prepare(schedule, AnalysisContext(loaded.source, loaded.kind, graph))
-            diags = list(loaded.diagnostics) + analyze(schedule, ctx)
-            errors = [d for d in diags if d.severity is Severity.ERROR]
-            if errors:
+            result = run_check(loaded, graph, defaults=defaults)
+            self.diagnostics = result.diagnostics
+            errors = [d for d in result.diagnostics if d.severity is Severity.ERROR]
+            if errors or result.loaded.schedule is None or result.context is None:
                 raise MisconfigurationException("the fine-tuning schedule does not fit this model:\n"
-                                                + render_text(errors))
-            resolution = ctx.resolution
-        else:  # FTS's implicit schedule, generated from the model: nothing to check
-            resolution = resolve_schedule(schedule, graph)
-        assert resolution is not None
+                                                + render_text(errors or list(result.diagnostics)))
+            for d in result.diagnostics:
+                if d.severity is Severity.WARNING:
+                    rank_zero_warn(f"ftsc: {render_concise([d]).strip()}")
+            schedule = result.loaded.schedule
+            resolution = result.context.resolution
+        assert resolution is not None and schedule is not None
         plan = lower_runtime(schedule, resolution)
         self._schedule, self._graph = schedule, graph
         return plan
