@@ -15,6 +15,7 @@ from pathlib import Path
 from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.lalr_tables import OPTIONS, load_parser
 from ftsc.source import SourceFile, Span
 from ftsc.syntax_examples import EXAMPLES
 
@@ -48,18 +49,15 @@ _COMMENTS = _Comments()
 
 @functools.lru_cache(maxsize=2)
 def parser(strict: bool = False) -> Lark:
-    """The LALR parser (cached). `strict=True` turns grammar conflicts into errors (tests)."""
-    return Lark(
-        grammar_text(),
-        parser="lalr",
-        propagate_positions=True,
-        maybe_placeholders=True,
-        lexer_callbacks={"COMMENT": _COMMENTS},
-        strict=strict,
-        # NOTE: cache the built LALR tables on disk (keyed by grammar hash); building them
-        # dominates CLI start-up. Strict builds (tests) are never cached.
-        cache=not strict,
-    )
+    """The LALR parser (cached in memory). `strict=True` turns grammar conflicts into errors (tests).
+
+    The tables come from `ftsc.lalr_tables` (shipped JSON, verified against the grammar; never
+    a pickle from a shared folder): building them dominates CLI start-up.
+    """
+    callbacks = {"COMMENT": _COMMENTS}
+    if strict:
+        return Lark(grammar_text(), lexer_callbacks=callbacks, strict=True, **OPTIONS)
+    return load_parser(grammar_text(), callbacks)
 
 
 @dataclass(frozen=True, slots=True)
