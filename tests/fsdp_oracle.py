@@ -6,13 +6,14 @@ structures 2 real gloo ranks build (see the FSDP semantics reference). Imports t
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ftsc.lightning.fsdp1 import build_policy
 from ftsc.shard.fsdp1 import BATCHNORM, FSDP1Spec
 
 
@@ -22,6 +23,36 @@ def ensure_process_group() -> None:
         from torch.testing._internal.distributed.fake_pg import FakeStore
 
         dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=2)
+
+
+def _resolve_class(path: str) -> type:
+    """The class a config's class path names, found as jsonargparse finds it: by importing it."""
+    module, _, attr = path.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def oracle_policy(model: nn.Module, spec: FSDP1Spec) -> Any:
+    """torch's own policies for `spec`, built without ftsc's code: classes imported from their paths,
+    overrides looked up as module objects, sizes through torch's size policy."""
+    from torch.distributed.fsdp.wrap import (
+        CustomPolicy,
+        ModuleWrapPolicy,
+        _or_policy,
+        lambda_auto_wrap_policy,
+        size_based_auto_wrap_policy,
+    )
+
+    classes = tuple(_resolve_class(c) for c in spec.classes)
+    overrides = [model.get_submodule(n) for n in spec.overrides]
+    if spec.min_num_params:
+        size = functools.partial(size_based_auto_wrap_policy, min_num_params=spec.min_num_params)
+        if not overrides:
+            return size
+        named = functools.partial(lambda_auto_wrap_policy, lambda_fn=lambda m: any(m is o for o in overrides))
+        return functools.partial(_or_policy, policies=[size, named])
+    if overrides:
+        return CustomPolicy(lambda m: isinstance(m, classes) or any(m is o for o in overrides))
+    return ModuleWrapPolicy(set(classes)) if classes else None
 
 
 def real_units(model: nn.Module, spec: FSDP1Spec) -> tuple[dict[str, list[str]], list[str]]:
@@ -38,7 +69,7 @@ def real_units(model: nn.Module, spec: FSDP1Spec) -> tuple[dict[str, list[str]],
         kwargs["mixed_precision"] = MixedPrecision()
     if spec.ignored:
         kwargs["ignored_modules"] = [model.get_submodule(n) for n in spec.ignored]
-    policy = build_policy(model, spec)  # the runtime's policy: the prediction must describe what ftsc builds
+    policy = oracle_policy(model, spec)  # independent of ftsc: a class-matching bug must show here
     if spec.manual:  # FSDP(m, policy) per recorded wrap() call, in call order; the root stays unwrapped
         for path in spec.manual:
             parent, _, local = path.rpartition(".")

@@ -151,10 +151,37 @@ def _toy_classes() -> dict[str, type]:
             self.encoder = nn.Sequential(Block(), Block())
             self.decoder = nn.ModuleDict({"conv": nn.Conv1d(8, 8, 3), "head": nn.Linear(8, 2, bias=False)})
 
+    class Linear(nn.Module):
+        """Not `torch.nn.Linear`, only named like it: a class policy for `torch.nn.Linear` must skip it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(8, 8))
+
+    class ScaledLinear(nn.Linear):
+        """A subclass of `torch.nn.Linear`: torch's class policies wrap it (isinstance)."""
+
     Block.__qualname__ = Block.__name__ = "NestedBlock"
     Nested.__qualname__ = Nested.__name__ = "Nested"
-    Block.__module__ = Nested.__module__ = __name__
-    return {"Block": Block, "Nested": Nested}
+    Block.__module__ = Nested.__module__ = Linear.__module__ = ScaledLinear.__module__ = __name__
+    return {"Block": Block, "Nested": Nested, "Linear": Linear, "ScaledLinear": ScaledLinear}
+
+
+def __getattr__(name: str) -> Any:
+    """`tests.models.NestedBlock` / `tests.models.Nested` import like any class path (built lazily: no torch
+    at import time)."""
+    classes = {"NestedBlock": "Block", "Nested": "Nested"}
+    if name in classes:
+        return _toy_classes()[classes[name]]
+    raise AttributeError(name)
+
+
+def name_clash() -> Any:
+    """`torch.nn.Linear`, a `tests.models.Linear` that only shares its name, a subclass of `nn.Linear`, a norm."""
+    from torch import nn
+
+    classes = _toy_classes()
+    return nn.Sequential(nn.Linear(8, 8), classes["Linear"](), classes["ScaledLinear"](8, 8), nn.LayerNorm(8))
 
 
 def nested() -> Any:

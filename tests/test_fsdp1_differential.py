@@ -119,6 +119,9 @@ CASES: list[Case] = [
     Case("shared_module/Linear/flat", models.shared_module,
          _s(classes=("torch.nn.Linear",), use_orig_params=False)),
     # --- a module shared under two parents
+    # a same-named class elsewhere is not the class; a subclass is (torch's policies use isinstance)
+    Case("name_clash/Linear/orig", models.name_clash, _s(classes=("torch.nn.Linear",), use_orig_params=True)),
+    Case("name_clash/Linear/flat", models.name_clash, _s(classes=("torch.nn.Linear",), use_orig_params=False)),
     Case("two_parents/Linear/orig", models.two_parents, _s(classes=("torch.nn.Linear",), use_orig_params=True)),
     Case("two_parents/Linear/flat", models.two_parents, _s(classes=("torch.nn.Linear",), use_orig_params=False)),
     Case("two_parents/size100+override/flat", models.two_parents,
@@ -147,7 +150,7 @@ CASES: list[Case] = [
     Case("llama_tied/Layer+Embedding/orig", models.llama_tied,
          _s(classes=(LLAMA_LAYER, "torch.nn.Embedding"), use_orig_params=True)),
     Case("llama_tied/Layer+lm_head/orig", models.llama_tied,
-         _s(classes=("transformers.LlamaDecoderLayer",), overrides=("lm_head",), use_orig_params=True)),
+         _s(classes=(LLAMA_LAYER,), overrides=("lm_head",), use_orig_params=True)),
     Case("gpt2/Block/flat", models.gpt2, _s(classes=(GPT2_BLOCK,), use_orig_params=False)),
     Case("gpt2/Embedding/orig", models.gpt2, _s(classes=("torch.nn.Embedding",), use_orig_params=True)),
     Case("gpt2/size1000/flat", models.gpt2, _s(min_num_params=1000, use_orig_params=False)),
