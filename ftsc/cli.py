@@ -1,4 +1,4 @@
-"""The `ftsc` command line: check, compile, manifest, init, fmt, convert, rule.
+"""The `ftsc` command line: check, compile, explain, manifest, init, fmt, convert, rule.
 
 Input: argv. Output: text on stdout/stderr and an exit status: 0 no error-level diagnostics,
 1 error-level diagnostics (or warnings under `--strict`), 2 the tool could not do its job.
@@ -91,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("input", metavar="IN")
     conv.add_argument("--to", required=True, choices=("ftsc", "fts-yaml"))
     conv.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
+
+    from ftsc.explain.command import add_parser as add_explain
+
+    add_explain(sub, _model_args)
 
     rule = sub.add_parser("rule", help="show the documentation of a diagnostic code")
     rule.add_argument("code", nargs="?", help="code (FTS203) or name (param-in-multiple-phases)")
@@ -435,6 +439,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _cmd_fmt(args)
         if args.command == "convert":
             return _cmd_convert(args)
+        if args.command == "explain":
+            from ftsc.explain.command import run as run_explain
+
+            return run_explain(args, load_settings())
         return _cmd_rule(args)
     except (UsageError, ConfigError, ReadError, ModelError) as err:
         sys.stderr.write(f"ftsc: error: {err}\n")

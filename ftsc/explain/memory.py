@@ -1,0 +1,302 @@
+"""Model-state bytes per rank: pure arithmetic over shapes, dtypes and a sharding layout.
+
+Input: a `ModelGraph`, a `Setup` (strategy kind, world size, optimizer, precision, offload) and
+the sharding groups (`Group`: FSDP1 FlatParameters, FSDP2 `fully_shard` groups, replicated
+parameters). Output: `Memory` per phase for the busiest rank. Never imports torch, never
+estimates: the activation estimate lives in `ftsc.explain.activations`.
+
+What torch 2.13 allocates, per rank, once a phase has taken an optimizer step (measured right
+after `backward()`; verified differentially in tests/test_explain_memory.py):
+- FSDP1 (`FlatParameter`): the local shard, `ceil(F/W)` elements of the unit's dtype, where F
+  counts, with `use_orig_params=True`, the 16-byte alignment padding before each parameter and
+  the padding of the total to a multiple of W. W = 1 runs NO_SHARD (no sharding). The flat
+  gradient shard exists as a whole as soon as any member trains. Optimizer state: with
+  `use_orig_params=False` one state per trainable FlatParameter shard; with `True` per original
+  parameter, only for the elements that fall in this rank's chunk, so ranks differ.
+- FSDP2 (`fully_shard`): per parameter `ceil(d0/W)` rows (dim-0 padding) for the parameter
+  and its gradient; optimizer state per rank for its real rows (rank 0 holds the most).
+- Replicated parameters (single device, DDP, FSDP parameters in no unit): whole tensors.
+- Gradients keep the parameter's dtype (FSDP casts reduced gradients back) unless FSDP1's
+  `keep_low_precision_grads`; optimizer states are `zeros_like(param)`. Adam's `step` is a
+  host scalar and costs no accelerator memory.
+- DDP keeps its reducer's gradient buckets beside `param.grad` (Lightning's default
+  `gradient_as_bucket_view=False`): trainable gradients count twice (not verified on CPU:
+  DDP does not run on the fake process group).
+- Buffers are never sharded; FSDP1 mixed precision casts floating buffers to `buffer_dtype`
+  (BatchNorm units keep theirs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ftsc.model.graph import ModelGraph
+
+DTYPE_BYTES: Mapping[str, int] = {
+    "float64": 8, "double": 8, "int64": 8, "long": 8, "complex64": 8, "complex128": 16,
+    "float32": 4, "float": 4, "int32": 4, "int": 4,
+    "float16": 2, "half": 2, "bfloat16": 2, "int16": 2, "short": 2,
+    "int8": 1, "uint8": 1, "bool": 1, "float8_e4m3fn": 1, "float8_e5m2": 1,
+}
+FLOATING = frozenset({"float64", "double", "float32", "float", "float16", "half", "bfloat16",
+                      "float8_e4m3fn", "float8_e5m2"})
+OPTIMIZER_STATES: Mapping[str, int] = {"adamw": 2, "adam": 2, "sgd": 0, "sgd-momentum": 1}
+KINDS = ("single", "ddp", "fsdp", "fsdp2")
+
+
+def itemsize(dtype: str) -> int:
+    """Bytes per element of a dtype written as in manifests (`float32`, `bfloat16`, ...).
+
+    Example:
+        >>> itemsize("bfloat16"), itemsize("torch.float64")
+        (2, 8)
+    """
+    return DTYPE_BYTES.get(dtype.removeprefix("torch."), 4)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setup:
+    """How the model trains: what the memory arithmetic needs to know.
+
+    `kind` is one of `single`, `ddp`, `fsdp` (FSDP1) or `fsdp2`. `store_dtype` is the dtype
+    floating tensors are stored in (Lightning's `*-true` precisions), `buffer_dtype` FSDP1's
+    mixed-precision buffer dtype, `grad_dtype` FSDP1's low-precision gradients
+    (`keep_low_precision_grads`), `compute_dtype` the dtype the forward runs in.
+    """
+
+    kind: str = "single"
+    world_size: int = 1
+    optimizer: str = "adamw"
+    use_orig_params: bool = True
+    store_dtype: str | None = None
+    buffer_dtype: str | None = None
+    grad_dtype: str | None = None
+    compute_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Invalid strategy kind: {self.kind!r}; expected one of {', '.join(KINDS)}.")
+        if self.optimizer not in OPTIMIZER_STATES:
+            raise ValueError(f"Invalid optimizer: {self.optimizer!r}; expected one of {', '.join(OPTIMIZER_STATES)}.")
+        if self.world_size < 1:
+            raise ValueError(f"Invalid world size: {self.world_size}; expected a positive integer.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Group:
+    """Parameters sharded together: an FSDP1 unit (`flat`), an FSDP2 group (`dim0`), or the
+    parameters of one top-level module that are not sharded (`replica`).
+
+    `offload` (FSDP1 `CPUOffload`, FSDP2 `CPUOffloadPolicy`) keeps its parameters, gradients and
+    optimizer state in host memory; `no_buffer_cast` marks FSDP1 units with mixed precision off
+    (BatchNorm units).
+    """
+
+    name: str
+    params: tuple[str, ...]
+    layout: str  # "flat" | "dim0" | "replica"
+    offload: bool = False
+    no_buffer_cast: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """Bytes on one rank in each category (SPEC §5.3's `memory` object)."""
+
+    params: int = 0
+    buffers: int = 0
+    grads: int = 0
+    optimizer: int = 0
+
+    @property
+    def model_states(self) -> int:
+        """`params + buffers + grads + optimizer`."""
+        return self.params + self.buffers + self.grads + self.optimizer
+
+    def __add__(self, other: Memory) -> Memory:
+        return Memory(self.params + other.params, self.buffers + other.buffers, self.grads + other.grads,
+                      self.optimizer + other.optimizer)
+
+
+@dataclass(frozen=True, slots=True)
+class RankMemory:
+    """A phase's bytes on the busiest rank: accelerator and host (CPU offload), and which rank."""
+
+    device: Memory
+    host: Memory | None
+    rank: int
+
+
+def _dtype(graph: ModelGraph, param: str, setup: Setup) -> str:
+    dtype = graph.param_entries[param].dtype
+    if setup.store_dtype and dtype in FLOATING:
+        return setup.store_dtype
+    return dtype
+
+
+def flat_layout(graph: ModelGraph, params: Sequence[str], setup: Setup) -> tuple[list[tuple[int, int]], int]:
+    """Each parameter's `[start, end)` in the FlatParameter, and the local shard numel.
+
+    Example:
+        >>> g = ModelGraph.from_names({"a": [3], "b": [5]})
+        >>> flat_layout(g, ["a", "b"], Setup(kind="fsdp", world_size=2))
+        ([(0, 3), (4, 9)], 5)
+        >>> flat_layout(g, ["a", "b"], Setup(kind="fsdp", world_size=2, use_orig_params=False))
+        ([(0, 3), (3, 8)], 4)
+    """
+    ws = setup.world_size
+    spans: list[tuple[int, int]] = []
+    total = 0
+    for p in params:
+        if setup.use_orig_params:  # each original parameter starts 16-byte aligned
+            total += -total % max(16 // itemsize(_dtype(graph, p, setup)), 1)
+        numel = graph.numel(p)
+        spans.append((total, total + numel))
+        total += numel
+    if ws == 1:  # NO_SHARD: FSDP keeps the whole FlatParameter
+        return spans, total
+    if setup.use_orig_params:
+        total += -total % ws
+    return spans, -(-total // ws)
+
+
+def _dim0_local(graph: ModelGraph, param: str, ws: int) -> tuple[int, int]:
+    """(padded local numel, elements per dim-0 row) of an FSDP2 `Shard(0)` parameter."""
+    shape = graph.param_entries[param].shape
+    rows = shape[0] if shape else 1
+    row = graph.numel(param) // rows if rows else 0
+    return -(-rows // ws) * row, row
+
+
+def _overlap(start: int, end: int, lo: int, hi: int) -> int:
+    return max(0, min(end, hi) - max(start, lo))
+
+
+def _per_rank_flat(graph: ModelGraph, group: Group, trainable: frozenset[str], setup: Setup,
+                   opt_bytes: list[int]) -> Memory:
+    """An FSDP1 unit's bytes; optimizer bytes per rank are added to `opt_bytes`."""
+    if not group.params:
+        return Memory()
+    spans, shard = flat_layout(graph, group.params, setup)
+    dtype = _dtype(graph, group.params[0], setup)
+    size = itemsize(dtype)
+    trains = [p in trainable for p in group.params]
+    grads = shard * itemsize(setup.grad_dtype or dtype) if any(trains) else 0
+    states = OPTIMIZER_STATES[setup.optimizer]
+    if states and any(trains):
+        if not setup.use_orig_params:  # the optimizer holds the FlatParameter shard itself
+            for r in range(len(opt_bytes)):
+                opt_bytes[r] += states * shard * size
+        else:
+            for (start, end), on in zip(spans, trains, strict=True):
+                if not on or end == start:
+                    continue
+                first, last = start // shard, (end - 1) // shard
+                for r in range(first, min(last, len(opt_bytes) - 1) + 1):
+                    opt_bytes[r] += states * _overlap(start, end, r * shard, (r + 1) * shard) * size
+    return Memory(params=shard * size, grads=grads)
+
+
+def _per_rank_dim0(graph: ModelGraph, group: Group, trainable: frozenset[str], setup: Setup,
+                   opt_bytes: list[int]) -> Memory:
+    """An FSDP2 group's bytes (or replicated parameters when `layout == "replica"`)."""
+    ws = setup.world_size if group.layout == "dim0" else 1
+    states = OPTIMIZER_STATES[setup.optimizer]
+    params = grads = 0
+    for p in group.params:
+        size = itemsize(_dtype(graph, p, setup))
+        local, row = _dim0_local(graph, p, ws)
+        params += local * size
+        if p not in trainable:
+            continue
+        grads += local * size
+        if not states:
+            continue
+        if ws == 1:
+            for r in range(len(opt_bytes)):
+                opt_bytes[r] += states * local * size
+            continue
+        rows = graph.param_entries[p].shape[0] if graph.param_entries[p].shape else 1
+        per = -(-rows // ws)
+        for r in range(min(len(opt_bytes), -(-rows // per) if per else 0)):
+            opt_bytes[r] += states * _overlap(0, rows, r * per, (r + 1) * per) * row * size
+    return Memory(params=params, grads=grads)
+
+
+def _ranks(setup: Setup, groups: Iterable[Group]) -> int:
+    """How many ranks can differ: FSDP1 `use_orig_params=True` and FSDP2 optimizer state."""
+    if setup.kind in ("fsdp", "fsdp2") and any(g.layout != "replica" for g in groups):
+        return setup.world_size
+    return 1
+
+
+def phase_memory(graph: ModelGraph, setup: Setup, groups: Sequence[Group], trainable: frozenset[str],
+                 buffers: Memory) -> RankMemory:
+    """Model-state bytes on the busiest rank while the parameters in `trainable` train.
+
+    Args:
+        graph: the model (shapes and dtypes).
+        setup: strategy, world size, optimizer, precision.
+        groups: how parameters are sharded (every parameter in at least one group).
+        trainable: primary FQNs of the parameters that train in this phase.
+        buffers: buffer bytes per rank (`buffer_bytes`).
+
+    Returns:
+        The accelerator bytes (and host bytes of offloaded groups) of the busiest rank.
+
+    Example:
+        >>> g = ModelGraph.from_names({"a.w": [4, 4], "b.w": [4]})
+        >>> groups = [Group(name="", params=("a.w", "b.w"), layout="replica")]
+        >>> m = phase_memory(g, Setup(), groups, frozenset({"a.w"}), Memory())
+        >>> m.device.params, m.device.grads, m.device.optimizer
+        (80, 64, 128)
+    """
+    n = _ranks(setup, groups)
+    device, host = Memory(), Memory()
+    dev_opt, host_opt = [0] * n, [0] * n
+    for g in groups:
+        opt = host_opt if g.offload else dev_opt
+        if g.layout == "flat":
+            part = _per_rank_flat(graph, g, trainable, setup, opt)
+        else:
+            part = _per_rank_dim0(graph, g, trainable, setup, opt)
+        if g.offload:
+            host = host + part
+        else:
+            device = device + part
+    # The busiest rank: accelerator bytes first, host bytes to break ties.
+    rank = max(range(n), key=lambda r: (dev_opt[r], host_opt[r], -r))
+    device = device + Memory(optimizer=dev_opt[rank]) + buffers
+    if setup.kind == "ddp":  # the reducer's gradient buckets: one more copy (gradient_as_bucket_view=False)
+        device = device + Memory(grads=device.grads)
+    offloaded = any(g.offload for g in groups)
+    return RankMemory(device=device, host=host + Memory(optimizer=host_opt[rank]) if offloaded else None, rank=rank)
+
+
+def buffer_bytes(graph: ModelGraph, setup: Setup, uncast: Iterable[str] = ()) -> Memory:
+    """Buffer bytes per rank: every buffer, whole, in its dtype during training.
+
+    Floating buffers take `store_dtype` (Lightning `*-true`) or FSDP1's `buffer_dtype`, except
+    the buffers named in `uncast` (in ignored modules or BatchNorm units, or outside every unit).
+
+    Example:
+        >>> from ftsc.model.manifest import BufferEntry
+        >>> from dataclasses import replace
+        >>> g = ModelGraph.from_names(["w"])
+        >>> g = ModelGraph(replace(g.manifest, buffers=(BufferEntry("rope", (8,)),)))
+        >>> buffer_bytes(g, Setup(buffer_dtype="bfloat16")).buffers
+        16
+    """
+    skip = set(uncast)
+    total = 0
+    for b in graph.manifest.buffers:
+        dtype = b.dtype
+        if dtype in FLOATING:
+            if setup.store_dtype:
+                dtype = setup.store_dtype
+            if setup.buffer_dtype and b.name not in skip:
+                dtype = setup.buffer_dtype
+        total += math.prod(b.shape) * itemsize(dtype)
+    return Memory(buffers=total)
