@@ -59,6 +59,8 @@ class SourceFile:
     path: str
     text: str = field(repr=False)
     _line_starts: list[int] = field(init=False, repr=False)
+    bom: bool = field(default=False, repr=False, compare=False)
+    """Whether the file started with a UTF-8 byte order mark (not part of `text`; writers restore it)."""
 
     def __post_init__(self) -> None:
         starts = [0]

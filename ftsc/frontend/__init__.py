@@ -72,7 +72,7 @@ def read_source(path: str) -> SourceFile:
     except UnicodeDecodeError as err:
         source = SourceFile(path, data.decode("utf-8", errors="replace"))
         raise _Undecodable(source, err.start) from None
-    return SourceFile(path, text)
+    return SourceFile(path, text, bom=data.startswith(b"\xef\xbb\xbf"))
 
 
 class _Undecodable(Exception):

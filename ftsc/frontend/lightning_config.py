@@ -16,6 +16,7 @@ from typing import Any
 from ftsc import ir, schema
 from ftsc.diagnostics import Diagnostic, Severity, make
 from ftsc.frontend.fts_yaml import reinit_from_yaml, schedule_from_yaml, to_value
+from ftsc.frontend.referenced import open_referenced
 from ftsc.frontend.yaml_nodes import YNode, load_yaml
 from ftsc.source import SourceFile, Span
 
@@ -158,20 +159,19 @@ def _schedule(cfg: _Cfg, node: YNode, epoch_only: bool) -> tuple[ir.Schedule, li
     if not isinstance(node.value, str):
         cfg.report("FTS102", node.span, detail="`ft_schedule` must be a file path or a mapping", label="here")
         return ir.Schedule(), []
-    candidates = [Path(node.value), Path(cfg.source.path).parent / node.value]
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        cfg.report("FTS105", node.span, path=node.value, label="not found",
+    found = open_referenced(cfg.source, node.value)
+    if found.missing:
+        cfg.report("FTS105", node.span, path=node.value, outcome="was not found", label="not found",
                    notes=("FinetuningScheduler resolves this path relative to the directory training is "
                           "launched from; schedule checks were skipped",),
                    help="run `ftsc check` from that directory, or check the schedule file directly")
         return ir.Schedule(), []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        cfg.report("FTS105", node.span, path=node.value, label=f"unreadable: {err}")
+    if found.source is None:
+        cfg.report("FTS105", node.span, path=node.value, outcome="was not read", label=found.label,
+                   notes=("schedule checks were skipped",), help=found.help or None)
         return ir.Schedule(), []
-    sched_source = SourceFile(str(path), text)
+    sched_source = found.source
+    path = Path(sched_source.path)
     root, diags = load_yaml(sched_source)
     cfg.diagnostics.extend(diags)
     if root is None and diags:

@@ -2,7 +2,10 @@
 
 Input: YAML text. Output: `YNode` trees (Python values with spans), built from PyYAML's
 composed nodes with the safe constructor: duplicate keys are reported (FTS104), alias bombs
-and cyclic anchors are cut off, `!!set` becomes a list. Never imports torch.
+and cyclic anchors are cut off, `!!set` becomes a list. Tags are read as FinetuningScheduler's
+safe loader reads them: standard tags only (`!!python/...`, `!custom` and tags on the wrong kind
+of node are FTS001), and a value its tag cannot read (`!!bool abc`, `!!int ''`) is FTS001.
+Never constructs Python objects other than plain values. Never imports torch.
 """
 
 from __future__ import annotations
@@ -44,6 +47,19 @@ class _Budget(Exception):
     pass
 
 
+_STD = "tag:yaml.org,2002:"
+_SEQ, _MAP, _SET, _OMAP, _PAIRS = (_STD + t for t in ("seq", "map", "set", "omap", "pairs"))
+
+
+_KNOWN = frozenset(_STD + t for t in ("str", "int", "float", "bool", "null", "binary", "timestamp", "seq",
+                                      "map", "set", "omap", "pairs"))
+
+
+def shown_tag(tag: str) -> str:
+    """A tag as written: `!!bool` for the standard ones."""
+    return "!!" + tag[len(_STD):] if tag.startswith(_STD) else tag
+
+
 @dataclass(slots=True)
 class _Walker:
     source: SourceFile
@@ -56,6 +72,31 @@ class _Walker:
         end = node.end_mark.index if node.end_mark else start
         return Span(start, max(start, end), self.source)
 
+    def bad_tag(self, node: yaml.Node, span: Span, detail: str) -> YNode:
+        """FTS001 for a tag FinetuningScheduler's loader refuses; the value reads as null."""
+        tag = shown_tag(node.tag)
+        self.diagnostics.append(make(
+            "FTS001", self.source, span, detail=f"invalid YAML: {detail}", label=f"`{tag}`",
+            help="FinetuningScheduler loads schedules with a safe YAML loader: use plain values "
+                 "without tags"))
+        return YNode(None, span)
+
+    def misplaced(self, node: yaml.Node, span: Span, what: str) -> YNode:
+        if node.tag not in _KNOWN:
+            return self.bad_tag(node, span, f"unknown tag `{shown_tag(node.tag)}`")
+        return self.bad_tag(node, span, f"tag `{shown_tag(node.tag)}` cannot be used on {what}")
+
+    def scalar(self, node: yaml.ScalarNode, span: Span) -> YNode:
+        try:
+            return YNode(self.constructor.construct_object(node, deep=True), span)
+        except yaml.constructor.ConstructorError as err:
+            if "could not determine a constructor" in str(err.problem):
+                return self.bad_tag(node, span, f"unknown tag `{shown_tag(node.tag)}`")
+            return self.bad_tag(node, span, f"`{shown_tag(node.tag)}` cannot read this value ({err.problem})")
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
+            shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+            return self.bad_tag(node, span, f"`{shown}` is not a valid `{shown_tag(node.tag)}` value")
+
     def walk(self, node: yaml.Node, depth: int, active: frozenset[int]) -> YNode:
         self.count += 1
         if self.count > MAX_NODES or depth > MAX_DEPTH:
@@ -64,12 +105,19 @@ class _Walker:
             raise _Budget
         span = self.span(node)
         if isinstance(node, yaml.ScalarNode):
-            return YNode(self.constructor.construct_object(node, deep=True), span)
+            return self.scalar(node, span)
         inner = active | {id(node)}
         if isinstance(node, yaml.SequenceNode):
+            if node.tag in (_OMAP, _PAIRS):
+                pairs = self.pairs(node, span, depth, inner)
+                return YNode(pairs, span) if pairs is not None else YNode(None, span)
+            if node.tag != _SEQ:
+                return self.misplaced(node, span, "a list")
             return YNode([self.walk(n, depth + 1, inner) for n in node.value], span)
         assert isinstance(node, yaml.MappingNode)
-        is_set = node.tag == "tag:yaml.org,2002:set"
+        if node.tag not in (_MAP, _SET):
+            return self.misplaced(node, span, "a mapping")
+        is_set = node.tag == _SET
         self.constructor.flatten_mapping(node)
         out: dict[Any, YNode] = {}
         keys: dict[Any, YNode] = {}
@@ -91,6 +139,14 @@ class _Walker:
         if is_set:
             return YNode([keys[k] for k in out], span)
         return YNode(out, span, keys)
+
+    def pairs(self, node: yaml.SequenceNode, span: Span, depth: int, inner: frozenset[int]) -> list[YNode] | None:
+        """`!!omap` / `!!pairs`: a list of one-entry mappings, read as that list."""
+        for item in node.value:
+            if not isinstance(item, yaml.MappingNode) or len(item.value) != 1:
+                self.bad_tag(node, span, f"`{shown_tag(node.tag)}` needs a list of one-entry mappings")
+                return None
+        return [self.walk(n, depth + 1, inner) for n in node.value]
 
 
 def load_yaml(source: SourceFile) -> tuple[YNode | None, list[Diagnostic]]:
