@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--fix", action="store_true",
                        help="apply fix suggestions (FSDP wrap overrides) to the file configuring FSDP")
     check.add_argument("--isolated", action="store_true", help="ignore configuration files ([tool.ftsc])")
+    check.add_argument("--skip-unrecognized", action="store_true",
+                       help="skip YAML files that are neither a schedule nor a LightningCLI config without "
+                            "the one-line note (the pre-commit hook passes it)")
 
     comp = sub.add_parser("compile", help="compile a schedule against a model; print the plan as JSON")
     comp.add_argument("file", metavar="FILE")
@@ -233,7 +236,13 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     graphs = _Graphs(args, settings)
     all_diags: list[Diagnostic] = list(config.diagnostics) if config else []
     for path in files:
-        loaded, graph = _load_schedule(path, config), graphs.for_file(path)
+        loaded = _load_schedule(path, config)
+        if loaded.unrecognized is not None:
+            if not args.skip_unrecognized:
+                sys.stderr.write(f"ftsc: note: skipped {path}: not an FTS schedule or LightningCLI config "
+                                 f"({loaded.unrecognized})\n")
+            continue
+        graph = graphs.for_file(path)
         if args.fix and graph is not None and loaded.schedule is not None and _apply_fix(loaded, graph):
             config = _load_config(args.lightning_config)
             loaded = _load_schedule(path, config)

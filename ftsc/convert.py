@@ -2,8 +2,10 @@
 
 Input: a loaded schedule. Output: text in the other format and diagnostics (FTS501 where FTS
 YAML cannot express a DSL feature). FTS patterns become `/regex/` selectors where that is
-provably equivalent (the pattern cannot be an exact FQN, so only `re.match` applies) and stay
-`fts "..."` otherwise. Never imports torch.
+provably equivalent (the pattern cannot be an exact FQN, so only `re.match` applies) and the
+regex reads as what it means (every separator `.` escaped, no quantified `.`: a `/regex/` with
+an unescaped `.` draws FTS205, which the FTS pattern did not); they stay `fts "..."` otherwise.
+The output checks with no finding the input did not have. Never imports torch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from ftsc import ir
 from ftsc.diagnostics import Diagnostic
 from ftsc.emit_yaml import to_fts_yaml
 from ftsc.fmt import format_schedule
-from ftsc.regexes import fts_as_fullmatch
+from ftsc.regexes import fts_as_fullmatch, quantified_dots, unescaped_separator_dots
 from ftsc.source import SourceFile
 
 if TYPE_CHECKING:
@@ -23,11 +25,20 @@ if TYPE_CHECKING:
 
 
 def tighten(sel: ir.Selector) -> ir.Selector:
-    """An FTS selector as an equivalent `/regex/` when there is one, else unchanged."""
+    """An FTS selector as an equivalent `/regex/` when there is one that reads as it means, else unchanged.
+
+    Example:
+        >>> print(tighten(ir.Selector(kind=ir.SelectorKind.FTS, pattern=r"model\\.layers\\.\\d*$")).pattern)
+        model\\.layers\\.\\d*
+        >>> tighten(ir.Selector(kind=ir.SelectorKind.FTS, pattern="model.classifier.*")).kind.value
+        'fts'
+    """
     if sel.kind is not ir.SelectorKind.FTS:
         return sel
     regex = fts_as_fullmatch(sel.pattern)
-    return replace(sel, kind=ir.SelectorKind.REGEX, pattern=regex) if regex is not None else sel
+    if regex is None or unescaped_separator_dots(regex) or quantified_dots(regex):
+        return sel
+    return replace(sel, kind=ir.SelectorKind.REGEX, pattern=regex)
 
 
 def tighten_schedule(schedule: ir.Schedule) -> ir.Schedule:

@@ -3,8 +3,11 @@
 Input: an `ir.Schedule` and (optionally) the comments of the file it came from. Output: text
 in the canonical layout: `schedule` block, phases in source order, then sharding blocks; one
 selector per `thaw` line; settings in schema order. Comments follow the statement they were
-attached to (leading comments above it, trailing comments on its line). `format(parse(t))` is
-idempotent and `parse(format(s)) == s`. Never imports torch.
+attached to (leading comments above it, trailing comments on its line). A trailing
+`# ftsc: ignore[...]` stays on the line of every statement it governed: statements that shared
+its source line stay on one output line. `format(parse(t))` is idempotent and
+`parse(format(s)) == s`; the file keeps its line endings and byte order mark
+(`with_line_endings`, `encoded_like`). Never imports torch.
 """
 
 from __future__ import annotations
@@ -117,6 +120,43 @@ class _Line:
     depth: int
     text: str
     anchor: int | None  # source offset of the statement, for comment attachment
+    members: tuple[int, ...] = ()  # a joined line: the anchors of the statements it holds
+
+
+_SUPPRESSION = re.compile(r"ftsc:\s*ignore\[")
+
+
+def _join_governed(flat: list[_Line | None], line_of: dict[int, int], lines: set[int]) -> list[_Line | None]:
+    """Statements that shared a source line carrying `# ftsc: ignore[...]` stay on one line.
+
+    The suppression governs its line, so splitting those statements would move it off some of
+    them. They are joined, in canonical order, where the last of them stands: statements only
+    move later, past statements of their own block (the language is whitespace-insensitive).
+    """
+    groups: dict[int, list[int]] = {}
+    for i, ln in enumerate(flat):
+        if ln is not None and ln.anchor is not None and line_of.get(ln.anchor) in lines:
+            groups.setdefault(line_of[ln.anchor], []).append(i)
+    joined: dict[int, _Line] = {}
+    dropped: set[int] = set()
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        parts = [flat[i] for i in idx]
+        first = parts[0]
+        assert first is not None
+        anchors = tuple(p.anchor for p in parts if p is not None and p.anchor is not None)
+        joined[idx[-1]] = _Line(first.depth, " ".join(p.text for p in parts if p is not None), max(anchors), anchors)
+        dropped.update(idx[:-1])
+    out: list[_Line | None] = []
+    for i, ln in enumerate(flat):
+        if i in dropped:
+            continue
+        out.append(joined.get(i, ln))
+    while out and out[0] is None:
+        out.pop(0)
+    # A block wholly moved into a joined line leaves two separators in a row: keep one.
+    return [ln for i, ln in enumerate(out) if not (ln is None and i and out[i - 1] is None)]
 
 
 def _reinit(r: ir.Reinit, depth: int) -> list[_Line]:
@@ -176,6 +216,28 @@ def lines_of(schedule: ir.Schedule) -> list[list[_Line]]:
     return blocks
 
 
+def line_ending(text: str) -> str:
+    """The line ending of a text: that of its first line (`"\\r\\n"` or `"\\n"`)."""
+    i = text.find("\n")
+    return "\r\n" if i > 0 and text[i - 1] == "\r" else "\n"
+
+
+def with_line_endings(formatted: str, source: SourceFile) -> str:
+    """`formatted` (written with `\\n`) with the line endings of `source`.
+
+    Example:
+        >>> with_line_endings("a\\nb\\n", SourceFile("x.ftsc", "x\\r\\n"))
+        'a\\r\\nb\\r\\n'
+    """
+    ending = line_ending(source.text)
+    return formatted if ending == "\n" else formatted.replace("\n", ending)
+
+
+def encoded_like(text: str, source: SourceFile) -> bytes:
+    """`text` as UTF-8 bytes, with a byte order mark when `source` had one."""
+    return (b"\xef\xbb\xbf" if source.bom else b"") + text.encode("utf-8")
+
+
 def format_schedule(schedule: ir.Schedule, comments: Sequence[Comment] = (),
                     source: SourceFile | None = None) -> str:
     """Format a schedule, re-attaching `comments` from `source`.
@@ -183,9 +245,6 @@ def format_schedule(schedule: ir.Schedule, comments: Sequence[Comment] = (),
     Example:
         >>> from ftsc.frontend import load_text
         >>> from ftsc.source import SourceFile
-
-if TYPE_CHECKING:
-    from ftsc.parse import Comment
         >>> loaded = load_text(SourceFile("x.ftsc", "phase 0 {thaw a.b,/c/ # head\\n}"))
         >>> print(format_schedule(loaded.schedule, loaded.comments, loaded.source), end="")
         phase 0 {
@@ -196,32 +255,54 @@ if TYPE_CHECKING:
     blocks = lines_of(schedule)
     standalone: list[Comment] = []
     trailing: dict[int, list[Comment]] = {}
+    suppressed_lines: set[int] = set()
+    line_of: dict[int, int] = {}
     if source is not None and comments:
-        anchored = {ln.anchor: ln for block in blocks for ln in block if ln.anchor is not None}
+        anchored = sorted({ln.anchor for block in blocks for ln in block if ln.anchor is not None})
+        line_of = {off: source.position(off).line for off in anchored}
         by_line: dict[int, int] = {}
-        for off in sorted(anchored):
-            by_line[source.position(off).line] = off  # last statement starting on that line
+        for off in anchored:
+            by_line[line_of[off]] = off  # last statement starting on that line
         for c in comments:
             line = source.position(c.span.start).line
             before = source.text[source.offset(line, 1) : c.span.start]
-            if before.strip() and line in by_line:
-                trailing.setdefault(by_line[line], []).append(c)
-            else:
+            if not before.strip():
                 standalone.append(c)
+                continue
+            # On a statement's line: that statement; inside a statement spanning lines: the
+            # statement it continues (the last one starting before the comment).
+            owner = by_line.get(line)
+            if owner is None:
+                earlier = [off for off in anchored if off < c.span.start]
+                owner = earlier[-1] if earlier else None
+            if owner is None:
+                standalone.append(c)
+                continue
+            trailing.setdefault(owner, []).append(c)
+            if _SUPPRESSION.search(c.text):
+                suppressed_lines.add(line_of[owner])
+    flat: list[_Line | None] = []
+    for n, block in enumerate(blocks):
+        if n:
+            flat.append(None)
+        flat.extend(block)
+    if suppressed_lines:
+        flat = _join_governed(flat, line_of, suppressed_lines)
     standalone.sort(key=lambda c: c.span.start)
     out: list[str] = []
     pending = list(standalone)
-    for n, block in enumerate(blocks):
-        if n:
+    for ln in flat:
+        if ln is None:
             out.append("")
-        for ln in block:
-            while pending and ln.anchor is not None and pending[0].span.start < ln.anchor:
-                depth = ln.depth + (1 if ln.text == "}" else 0)
-                out.append(INDENT * depth + pending.pop(0).text.rstrip())
-            text = INDENT * ln.depth + ln.text
-            for c in trailing.get(ln.anchor, []) if ln.anchor is not None else []:
+            continue
+        while pending and ln.anchor is not None and pending[0].span.start < ln.anchor:
+            depth = ln.depth + (1 if ln.text == "}" else 0)
+            out.append(INDENT * depth + pending.pop(0).text.rstrip())
+        text = INDENT * ln.depth + ln.text
+        for anchor in ln.members or ((ln.anchor,) if ln.anchor is not None else ()):
+            for c in trailing.get(anchor, []):
                 text += "  " + c.text.rstrip()
-            out.append(text)
+        out.append(text)
     if pending:
         if out:
             out.append("")

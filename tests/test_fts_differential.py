@@ -299,7 +299,7 @@ CASES: list[Case] = [
          source="anatomy §1.8: `params: []` and a phase without `params` are accepted"),
     Case("linear11-string_keys", "linear11_lm",
          "'0':\n  params:\n  - model.10.*\n'1':\n  params:\n  - model.[0-9]\\.\n",
-         source="anatomy §1.6: quoted keys are converted to integers (warning), resolution unchanged"),
+         source="anatomy §1.6: quoted keys are converted to integers (an FTS107 note), resolution unchanged"),
     Case("linear11-keys_out_of_order", "linear11_lm",
          "1:\n  params:\n  - model.[0-9]\\.\n0:\n  params:\n  - model.10.*\n",
          source="anatomy §1.6: phase 1 written before phase 0"),

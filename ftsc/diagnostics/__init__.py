@@ -24,7 +24,7 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Label:
-    """A span in the diagnostic's file with a few words about it."""
+    """A span with a few words about it (in the diagnostic's file unless the span names another)."""
 
     span: Span
     message: str = ""
@@ -35,7 +35,8 @@ class Diagnostic:
     """One finding: a rule code, where it is, and what to do about it.
 
     `primary` points at the narrowest span that explains the problem; `secondary` labels
-    point at related places in the same file. `data` holds machine-readable facts for JSON.
+    point at related places (in their own file when their span names one). `data` holds
+    machine-readable facts for JSON.
     """
 
     code: str
@@ -106,7 +107,7 @@ def make(
         file: the source file the spans refer to.
         span: the primary span (None: no source position).
         label: a few words shown at the primary span.
-        secondary: related labels in the same file.
+        secondary: related labels (a span that names no file lies in `file`; others are shown in theirs).
         notes: background lines.
         help: the suggested fix.
         data: machine-readable facts for JSON output.
@@ -119,6 +120,11 @@ def make(
     from ftsc.diagnostics.registry import RULES
 
     rule = RULES[code]
+    if file is not None:
+        # A span that names no file lies in `file`; say so before the primary span may move the
+        # diagnostic to another file (a schedule named by a config), so each label keeps its file.
+        secondary = tuple(lab if lab.span.file is not None else
+                          replace(lab, span=Span(lab.span.start, lab.span.end, file)) for lab in secondary)
     if span is not None and span.file is not None:
         file = span.file
     return Diagnostic(

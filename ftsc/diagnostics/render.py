@@ -13,6 +13,7 @@ from typing import Any
 
 from ftsc.diagnostics import Diagnostic, Label, Severity
 from ftsc.diagnostics.registry import RULES
+from ftsc.source import SourceFile
 
 JSON_VERSION = 1
 
@@ -26,11 +27,19 @@ def _summary(diags: Sequence[Diagnostic]) -> dict[str, int]:
     return {s.value: counts.get(s.value, 0) for s in Severity}
 
 
-def _snippet_lines(d: Diagnostic) -> list[str]:
-    """The source lines under a diagnostic with `^` (primary) and `-` (secondary) underlines."""
-    assert d.file is not None and d.primary is not None
-    src = d.file
-    labels: list[tuple[Label, str]] = [(d.primary, "^")] + [(lab, "-") for lab in d.secondary]
+def _other_files(d: Diagnostic) -> list[tuple[SourceFile, list[Label]]]:
+    """Secondary labels whose spans lie in another file than the diagnostic's, grouped by file."""
+    assert d.file is not None
+    groups: dict[str, tuple[SourceFile, list[Label]]] = {}
+    for lab in d.secondary:
+        other = lab.span.file
+        if other is not None and other.path != d.file.path:
+            groups.setdefault(other.path, (other, []))[1].append(lab)
+    return list(groups.values())
+
+
+def _snippet_lines(src: SourceFile, labels: list[tuple[Label, str]]) -> list[str]:
+    """The lines of `src` under `labels` with `^` (primary) and `-` (secondary) underlines."""
     by_line: dict[int, list[tuple[int, int, str, str]]] = {}
     for label, mark in labels:
         start, end = src.position(label.span.start), src.position(label.span.end)
@@ -63,8 +72,16 @@ def render_text(diags: Sequence[Diagnostic]) -> str:
         lines = [f"{d.severity.value}[{d.code}]: {d.message}"]
         start = d.start()
         if d.file is not None and start is not None:
+            assert d.primary is not None
             lines.append(f"  --> {_path(d)}:{start.line}:{start.column}")
-            lines.extend(_snippet_lines(d))
+            others = _other_files(d)
+            elsewhere = {id(lab) for _, labs in others for lab in labs}
+            lines.extend(_snippet_lines(d.file, [(d.primary, "^")] + [(lab, "-") for lab in d.secondary
+                                                                      if id(lab) not in elsewhere]))
+            for other, labs in others:
+                first = other.position(min(lab.span.start for lab in labs))
+                lines.append(f"  ::: {other.display_path}:{first.line}:{first.column}")
+                lines.extend(_snippet_lines(other, [(lab, "-") for lab in labs]))
         elif d.file is not None:
             lines.append(f"  --> {_path(d)}")
         pad = " " * (len(str(start.line)) if start else 2)

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from ftsc import ir
 from ftsc.diagnostics import Diagnostic, make
+from ftsc.frontend.classify import looks_like_config, unrecognized
 from ftsc.frontend.fts_yaml import schedule_from_yaml
-from ftsc.frontend.lightning_config import load_lightning_config, looks_like_config
+from ftsc.frontend.lightning_config import load_lightning_config
 from ftsc.frontend.yaml_nodes import load_yaml
 from ftsc.source import ReadLimitError, SourceFile, Span, read_regular
 
@@ -40,6 +41,9 @@ class Loaded:
     diagnostics: list[Diagnostic]
     comments: list[Comment] = field(default_factory=list)
     related: list[SourceFile] = field(default_factory=list)
+    # Why a YAML file is neither an FTS schedule nor a LightningCLI config (`ftsc check` skips it;
+    # the schedule and diagnostics are still those of an FTS schedule, for callers that insist).
+    unrecognized: str | None = None
 
 
 class ReadError(Exception):
@@ -100,12 +104,13 @@ def load_text(source: SourceFile, kind: InputKind | None = None) -> Loaded:
     root, diags = load_yaml(source)
     if root is None and diags:
         return Loaded(source, kind, None, diags)
+    other = unrecognized(root)
     if looks_like_config(root):
         assert root is not None
         schedule, more, related = load_lightning_config(source, root)
         return Loaded(source, InputKind.LIGHTNING_CONFIG, schedule, diags + more, related=related)
     schedule, more = schedule_from_yaml(root, source)
-    return Loaded(source, InputKind.FTS_YAML, schedule, diags + more)
+    return Loaded(source, InputKind.FTS_YAML, schedule, diags + more, unrecognized=other)
 
 
 def load_file(path: str) -> Loaded:

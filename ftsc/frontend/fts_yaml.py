@@ -3,7 +3,7 @@
 Input: a YAML schedule as FTS 2.14 reads it (a mapping phase key -> phase dict with `params`,
 `max_transition_epoch`, `lr`, `new_optimizer`, `new_lr_scheduler`). Output: an `ir.Schedule`
 whose selectors are `fts`-kind (exact FQN first, else `re.match`) and diagnostics. Keys are
-converted with `int()` like FTS (with a warning); unknown keys are FTS103 *warnings* because
+converted with `int()` like FTS (with an FTS107 note); unknown keys are FTS103 *warnings* because
 FTS silently ignores them. Never imports torch.
 """
 
@@ -76,8 +76,8 @@ class _Builder:
             self.report("FTS102", node.span, detail=f"phase key `{key}` is not convertible to an integer",
                         label="not a phase number", help="number the phases 0, 1, 2, ...")
             return None
-        self.report("FTS102", node.span, severity=Severity.WARNING,
-                    detail=f"phase key `{key!r}` is not an integer; it is read as {converted}",
+        self.report("FTS107", node.span,
+                    detail=f"phase key `{key!r}` is not an integer; FinetuningScheduler reads it as {converted}",
                     label="converted", help=f"write `{converted}:`")
         return converted
 

@@ -3,13 +3,14 @@
 Input: a LightningCLI YAML config. Output: the scheduler callback's options
 (`FinetuningScheduler` init_args, `FTSEarlyStopping`, `FTSCheckpoint`, `trainer.max_epochs`),
 the strategy as an IR sharding block (`FSDPStrategy` -> `fsdp`, `ModelParallelStrategy` ->
-`fsdp2`, with `strategy_adapter_cfg`), and the `ft_schedule` it names. Class names are kept as
-strings; nothing is imported. Never imports torch.
+`fsdp2`, with `strategy_adapter_cfg`), and the `ft_schedule` it names (FTS YAML, a mapping, or
+a `.ftsc` file; a `.ftsc` file's own settings and sharding blocks win, as at run time). Class
+names are kept as strings; nothing is imported. Never imports torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +21,11 @@ from ftsc.frontend.referenced import open_referenced
 from ftsc.frontend.yaml_nodes import YNode, load_yaml
 from ftsc.source import SourceFile, Span
 
-CONFIG_KEYS = frozenset({"trainer", "model", "data", "seed_everything", "optimizer", "lr_scheduler",
-                         "ckpt_path", "fit", "validate", "test", "predict", "config"})
 _OPTION_NAMES = tuple(k for k in schema.OPTIONS.keys if k not in ("early_stopping", "checkpoint", "max_epochs"))
 _FTS_CALLBACK_ARGS = frozenset({*_OPTION_NAMES, "ft_schedule", "reinit_optim_cfg", "reinit_lr_cfg",
                                 "strategy_adapter_cfg"})
 _FSDP_PASSTHROUGH = ("use_orig_params", "sharding_strategy", "state_dict_type", "limit_all_gathers",
                      "sync_module_states", "forward_prefetch", "backward_prefetch")
-
-
-def looks_like_config(root: YNode | None) -> bool:
-    """True if a YAML document is a LightningCLI config rather than an FTS schedule."""
-    return (root is not None and isinstance(root.value, dict) and bool(root.value)
-            and all(isinstance(k, str) and k.rstrip("+") in CONFIG_KEYS for k in root.value))
 
 
 @dataclass(slots=True)
@@ -138,8 +131,13 @@ def load_lightning_config(source: SourceFile, root: YNode) -> tuple[ir.Schedule,
     if schedule_node is not None and schedule_node.value:
         schedule, files = _schedule(cfg, schedule_node, epoch_only)
     fsdp, fsdp2 = _strategy(cfg, trainer, sharding_cfg)
-    schedule = replace(schedule, options=ir.Options(settings=canon_options, reinits=tuple(reinits)),
-                       fsdp=fsdp, fsdp2=fsdp2)
+    # A `.ftsc` schedule's own `schedule { }` settings and sharding blocks win over the callback's
+    # arguments and the strategy, as at run time (FTS YAML schedules carry neither).
+    own = schedule.options
+    settings = {s.name: s for s in canon_options} | {s.name: s for s in own.settings}
+    schedule = replace(schedule, options=ir.Options(settings=tuple(settings.values()),
+                                                    reinits=own.reinits or tuple(reinits)),
+                       fsdp=schedule.fsdp or fsdp, fsdp2=schedule.fsdp2 or fsdp2)
     return schedule, cfg.diagnostics, files
 
 
@@ -172,6 +170,8 @@ def _schedule(cfg: _Cfg, node: YNode, epoch_only: bool) -> tuple[ir.Schedule, li
         return ir.Schedule(), []
     sched_source = found.source
     path = Path(sched_source.path)
+    if path.suffix.lower() == ".ftsc":
+        return _dsl_schedule(cfg, sched_source), [sched_source]
     root, diags = load_yaml(sched_source)
     cfg.diagnostics.extend(diags)
     if root is None and diags:
@@ -179,6 +179,32 @@ def _schedule(cfg: _Cfg, node: YNode, epoch_only: bool) -> tuple[ir.Schedule, li
     schedule, diags = schedule_from_yaml(root, sched_source, epoch_transitions_only=epoch_only)
     cfg.diagnostics.extend(diags)
     return schedule, [sched_source]
+
+
+def _dsl_schedule(cfg: _Cfg, source: SourceFile) -> ir.Schedule:
+    """A `.ftsc` file named by `ft_schedule`, read by the DSL front end; every span names the file."""
+    from ftsc.build_ir import build_ir  # lark is imported only for DSL input
+    from ftsc.parse import parse
+
+    result = parse(source)
+    cfg.diagnostics.extend(result.diagnostics)
+    if result.tree is None:
+        return ir.Schedule()
+    schedule, diags = build_ir(result.tree, source)
+    cfg.diagnostics.extend(diags)
+    return _in_file(schedule, source)
+
+
+def _in_file(node: Any, source: SourceFile) -> Any:
+    """`node` with every span that names no file pointed at `source` (IR nodes and tuples of them)."""
+    if isinstance(node, Span):
+        return node if node.file is not None else Span(node.start, node.end, source)
+    if isinstance(node, tuple):
+        return tuple(_in_file(item, source) for item in node)
+    if is_dataclass(node) and not isinstance(node, type):
+        changes = {f.name: _in_file(getattr(node, f.name), source) for f in fields(node)}
+        return replace(node, **changes)
+    return node
 
 
 def _strategy(cfg: _Cfg, trainer: YNode, adapter: YNode | None) -> tuple[ir.FSDPConfig | None, ir.FSDP2Config | None]:

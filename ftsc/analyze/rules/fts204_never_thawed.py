@@ -43,7 +43,8 @@ _LISTED = 10
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
-    """Report, once, the parameters no phase thaws, with their total numel.
+    """Report, once, the parameters no phase thaws, with their total numel (not for a schedule
+    without phases: FTS's implicit schedule, or one that could not be read).
 
     Example:
         >>> s, ctx = AnalysisContext.example("phase 0 { thaw a.w }", ["a.w", "b.w", "b.b"])
@@ -51,6 +52,10 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
         [('2 parameters (4 elements) are never thawed by any phase', 4)]
     """
     if ctx.resolution is None or ctx.graph is None or not ctx.resolution.unscheduled:
+        return
+    if not schedule.phases:
+        # No phases read: FTS's implicit schedule (it thaws everything), or a schedule file that
+        # was not found or could not be read (reported where it failed). Either way, nothing to list.
         return
     names = ctx.resolution.unscheduled
     numel = ctx.graph.total_numel(names)
