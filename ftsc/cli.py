@@ -11,20 +11,23 @@ from __future__ import annotations
 import argparse
 import difflib
 import gc
+import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from ftsc import __version__
 from ftsc.analyze import AnalysisContext, prepare
+from ftsc.atomic import atomic_write_bytes, atomic_write_text
 from ftsc.check import check_loaded, load_config, merge_config, run_check
 from ftsc.config import ConfigError, Settings, load_settings
 from ftsc.convert import convert
 from ftsc.diagnostics import Diagnostic, Severity
 from ftsc.diagnostics.registry import RULES, expand_selection, lookup
 from ftsc.diagnostics.render import RENDERERS
-from ftsc.fmt import format_schedule
+from ftsc.fmt import encoded_like, format_schedule, with_line_endings
 from ftsc.frontend import InputKind, Loaded, ReadError, load_file
 from ftsc.model import ModelError, ModelGraph, load_graph, load_manifest, parse_kwargs
 
@@ -261,9 +264,9 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 def _write(text: str, output: str | None) -> None:
     if output:
         try:
-            Path(output).write_text(text, encoding="utf-8")
+            atomic_write_text(output, text)
         except OSError as err:
-            raise UsageError(f"cannot write {output}: {err}") from None
+            raise UsageError(f"cannot write {output}: {err.strerror or err}; the file was left unchanged") from None
     else:
         sys.stdout.write(text)
 
@@ -355,7 +358,7 @@ def _cmd_fmt(args: argparse.Namespace) -> int:
             sys.stderr.write(f"{path}: not formatted: fix the errors above first\n")
             status = EXIT_FINDINGS
             continue
-        new = format_schedule(loaded.schedule, loaded.comments, loaded.source)
+        new = with_line_endings(format_schedule(loaded.schedule, loaded.comments, loaded.source), loaded.source)
         old = loaded.source.text
         if new == old:
             continue
@@ -367,12 +370,18 @@ def _cmd_fmt(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"would reformat {path}\n")
             status = EXIT_FINDINGS
         else:
-            Path(path).write_text(new, encoding="utf-8")
+            try:
+                atomic_write_bytes(path, encoded_like(new, loaded.source))
+            except OSError as err:
+                raise UsageError(f"cannot write {path}: {err.strerror or err}; the file was left unchanged") from None
             sys.stdout.write(f"reformatted {path}\n")
     return status
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    if args.output and _same_file(args.input, args.output):
+        raise UsageError(f"`-o {args.output}` is the input file; converting in place would replace it "
+                         "(and drop its comments): write to another file")
     loaded = load_file(args.input)
     errors = [d for d in loaded.diagnostics if d.severity is Severity.ERROR]
     if loaded.schedule is None or errors:
@@ -381,7 +390,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         return EXIT_FINDINGS
     if loaded.kind is InputKind.LIGHTNING_CONFIG and any(d.code == "FTS105" for d in loaded.diagnostics):
         sys.stderr.write(RENDERERS["text"]([d for d in loaded.diagnostics if d.code == "FTS105"]))
-        sys.stderr.write(f"{args.input}: not converted: the schedule it names was not found\n")
+        sys.stderr.write(f"{args.input}: not converted: the schedule it names was not found or not read\n")
         return EXIT_FAILURE
     text, diags = convert(loaded.schedule, args.to, source=loaded.source, comments=loaded.comments)
     if diags:
@@ -460,12 +469,42 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:  # e.g. `ftsc check ... | head`: the reader left, nothing to report
         return EXIT_OK
+    except OSError as err:  # the system refused (stdout on a full device): not a bug in ftsc
+        return _os_failure(err)
     except Exception as err:  # noqa: BLE001 - never a traceback: report as FTS901
         sys.stderr.write(f"error[FTS901]: internal error: {type(err).__name__}: {err}\n"
                          "This is a bug in ftsc; please report it with the input.\n")
         return EXIT_FAILURE
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _os_failure(err: OSError) -> int:
+    """`ftsc: error:` for an operating-system failure; stdout is pointed at the null device so
+    that the interpreter's final flush of what could not be written fails no more."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+    where = f" ({err.filename})" if err.filename else " (writing the output)"
+    sys.stderr.write(f"ftsc: error: {(err.strerror or str(err)).lower()}{where}\n")
+    return EXIT_FAILURE
+
+
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: the command, then stdout flushed (a full device is an error)."""
+    status = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    except OSError as err:
+        status = _os_failure(err)
+    sys.exit(status)
