@@ -16,7 +16,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ftsc import __version__
 from ftsc.analyze import AnalysisContext, prepare
@@ -27,6 +26,7 @@ from ftsc.convert import convert
 from ftsc.diagnostics import Diagnostic, Severity
 from ftsc.diagnostics.registry import RULES, expand_selection, lookup
 from ftsc.diagnostics.render import RENDERERS
+from ftsc.fix import fix_file
 from ftsc.fmt import encoded_like, format_schedule, with_line_endings
 from ftsc.frontend import InputKind, Loaded, ReadError, load_file
 from ftsc.model import ModelError, ModelGraph, load_graph, load_manifest, parse_kwargs
@@ -159,68 +159,6 @@ def _load_schedule(path: str, config: Loaded | None) -> Loaded:
     return loaded
 
 
-def _apply_fix(loaded: Loaded, graph: ModelGraph) -> bool:
-    """Write fixes into the file that configures sharding; True if anything was written.
-
-    FSDP1: the fewest extra `wrap` overrides that make every FlatParameter single-phase.
-    FSDP2: the plan reordered bottom-up (`.ftsc`), and the root added when phases would mix
-    DTensor and plain parameters or trainable parameters would stay unsynchronized.
-    """
-    from ftsc.fix import add_dsl_overrides, add_yaml_overrides, add_yaml_plan_root, fix_dsl_plan
-    from ftsc.shard.fix import minimal_overrides
-
-    schedule = loaded.schedule
-    assert schedule is not None
-    ctx = prepare(schedule, AnalysisContext(loaded.source, loaded.kind, graph))
-    resolution = ctx.resolution
-    assert resolution is not None
-    new: str | None = None
-    what = ""
-    if schedule.fsdp is not None:
-        analysis = ctx.fsdp1
-        assert analysis is not None
-        names = minimal_overrides(graph, analysis.spec, analysis.prediction, resolution.phase_of)
-        if not names:
-            return False
-        target = schedule.fsdp.span.file or loaded.source
-        yaml = target.path.endswith((".yaml", ".yml"))
-        new = (add_yaml_overrides if yaml else add_dsl_overrides)(target.text, schedule.fsdp, names)
-        what = "wrap " + ", ".join(names) + " in their own FSDP units"
-    elif schedule.fsdp2 is not None:
-        plan = ctx.fsdp2
-        assert plan is not None
-        pred = plan.prediction
-        plain = set(pred.unsharded)
-        needs_root = "" not in plan.plan and any(p in plain for p in resolution.phases_of)
-        reorder = bool(pred.skipped)
-        # A tie split across plan groups: drop the groups of the tied modules below the last
-        # (outermost) one, so a common ancestor manages every alias.
-        drop = frozenset(id(plan.entry_of[g]) for groups in pred.multi.values() for g in groups[:-1]
-                         if g in plan.entry_of)
-        if not needs_root and not reorder and not drop:
-            return False
-        target = schedule.fsdp2.span.file or loaded.source
-        if target.path.endswith((".yaml", ".yml")):
-            new = add_yaml_plan_root(target.text, schedule.fsdp2) if needs_root else None
-        else:
-            depth = {id(e): min((m.count(".") + 1 if m else 0 for m, e2 in plan.entry_of.items() if e2 is e),
-                                default=0) for e in schedule.fsdp2.plan}
-            new = fix_dsl_plan(target.text, schedule.fsdp2, depth, needs_root, drop)
-        what = "; ".join(x for x in (reorder and "plan reordered bottom-up", needs_root and "root added to the plan",
-                                     drop and "tied modules left to a common ancestor's group") if x)
-    else:
-        return False
-    if new is None or new == target.text:
-        sys.stderr.write(f"{target.display_path}: cannot apply the fix automatically ({what}); see the help lines\n")
-        return False
-    try:
-        Path(target.path).write_text(new, encoding="utf-8")
-    except OSError as err:
-        raise UsageError(f"cannot write {target.path}: {err}") from None
-    sys.stderr.write(f"fixed {target.display_path}: {what}\n")
-    return True
-
-
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     files = args.files or settings.files
     if not files:
@@ -246,7 +184,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
                                  f"({loaded.unrecognized})\n")
             continue
         graph = graphs.for_file(path)
-        if args.fix and graph is not None and loaded.schedule is not None and _apply_fix(loaded, graph):
+        if args.fix and graph is not None and loaded.schedule is not None and fix_file(loaded, graph, config, sys.stderr.write):
             config = _load_config(args.lightning_config)
             loaded = _load_schedule(path, config)
         all_diags.extend(check_file(loaded, graph))

@@ -382,7 +382,7 @@ class FinetuningScheduler(Callback):
             raise MisconfigurationException("the FSDP strategy contradicts the schedule's fsdp block: "
                                             + "; ".join(problems))
         if not analysis.spec.use_orig_params:  # FTS301, for a plan built from the strategy (not analyzed)
-            from ftsc.shard.fix import mixed_units
+            from ftsc.fix.search import mixed_units
 
             phase_of = {n: d for d, phase in enumerate(self.plan.phases) for n in phase.params}  # type: ignore[union-attr]
             mixed = [u.name or "<root>" for u in mixed_units(analysis.prediction, phase_of.get)]

@@ -65,11 +65,14 @@ def phase_text(phase: int | None) -> str:
 
 
 def fix_help(ctx: AnalysisContext) -> tuple[str | None, list[str] | None]:
-    """The `wrap` overrides that make every unit single-phase, as help text and as names."""
-    from ftsc.shard.fix import minimal_overrides  # the sharding stage: loaded only when a model is sharded
+    """The `wrap` overrides `--fix` writes (every unit single-phase, phase 0 in a unit of its own),
+    as help text and as names."""
+    from ftsc.fix.search import fsdp1_overrides  # the fixing stage: loaded only when a model is sharded
 
     assert ctx.fsdp1 is not None and ctx.graph is not None and ctx.resolution is not None
-    fix = minimal_overrides(ctx.graph, ctx.fsdp1.spec, ctx.fsdp1.prediction, ctx.resolution.phase_of)
+    phase0 = ctx.resolution.phase(0)
+    fix = fsdp1_overrides(ctx.graph, ctx.fsdp1.spec, ctx.fsdp1.prediction, ctx.resolution.phase_of,
+                          phase0.params if phase0 is not None else ())
     if not fix:
         return None, fix
     names = ", ".join(f"`{m}`" for m in fix)
@@ -91,7 +94,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     """
     if ctx.fsdp1 is None or ctx.resolution is None or ctx.fsdp1.spec.use_orig_params:
         return
-    from ftsc.shard.fix import mixed_units
+    from ftsc.fix.search import mixed_units
 
     res = ctx.resolution
     bad = mixed_units(ctx.fsdp1.prediction, res.phase_of)

@@ -8,7 +8,7 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.diagnostics.rule import Rule, Severity
-from ftsc.model.graph import parent_of, within
+from ftsc.model.graph import parent_of
 
 RULE = Rule(
     code="FTS305", name="phase-zero-owns-no-unit", severity=Severity.ERROR, needs_model=True,
@@ -60,19 +60,16 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     phase0 = ctx.resolution.phase(0)
     if phase0 is None or not phase0.params:
         return
-    pred = ctx.fsdp1.prediction
-    if ctx.fsdp1.spec.use_orig_params:
-        ok = any(p in pred.owners for p in phase0.params)
-    else:
-        units = [u.name for u in pred.units if u.params]
-        modules = {parent_of(p) for p in phase0.params}
-        ok = any(within(u, m) for m in modules for u in units)
-    if ok:
+    from ftsc.analyze.rules.fts301_flat_param_phases import fix_help
+    from ftsc.fix.search import phase_zero_owns_unit  # the fixing stage shares this predicate
+
+    if phase_zero_owns_unit(ctx.fsdp1.prediction, ctx.fsdp1.spec.use_orig_params, phase0.params):
         return
     sel = phase0.matches[0].selector if phase0.matches else None
     mods = sorted({parent_of(p) for p in phase0.params})
     yield make("FTS305", ctx.source, sel.span if sel else None, label="not in a unit of its own",
                notes=("FinetuningScheduler requires the optimizer to start with FSDP-flattened parameters; with "
                       "use_orig_params=False that means a phase-0 module must be (or contain) its own FSDP unit",),
-               help="wrap " + ", ".join(f"`{m}`" for m in mods[:3]) + " in its own unit (`wrap` / awp_overrides)",
+               help=fix_help(ctx)[0] or "wrap " + ", ".join(f"`{m}`" for m in mods[:3])
+               + " in its own unit (`wrap` / awp_overrides)",
                data={"phase": 0, "modules": mods})

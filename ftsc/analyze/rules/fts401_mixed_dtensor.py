@@ -10,7 +10,7 @@ from ftsc.diagnostics import Diagnostic, make
 from ftsc.diagnostics.rule import Rule, Severity
 
 RULE = Rule(
-    code="FTS401", name="mixed-dtensor-param-group", severity=Severity.WARNING, needs_model=True,
+    code="FTS401", name="mixed-dtensor-param-group", severity=Severity.ERROR, needs_model=True,
     summary="FSDP2: a phase's parameter group mixes DTensor and plain tensors",
     message="phase {phase} mixes DTensor and plain-tensor parameters",
     doc="""## What it does
@@ -18,8 +18,9 @@ Reports a phase whose parameter group holds both `fully_shard`-managed (DTensor)
 parameters.
 
 ## Why is this bad?
-foreach/fused optimizers (the CUDA default) fail at the first step; gradient clipping over
-mixed sets fails in every mode.
+foreach/fused optimizers (the CUDA default) fail at the first optimizer step of that phase
+(`got mixed torch.Tensor and DTensor`; FTS's own auto plan without a root group crashed this
+way on an H200); gradient clipping over mixed sets fails in every mode.
 
 ## Example
 ```ftsc
@@ -78,5 +79,5 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
                    help=f"add {add} to the plan (`shard ...` / fsdp_plan), the root last, so every phase "
                         "parameter is a DTensor (FSDP2 unshards a group in its module's forward: when "
                         "`training_step` calls `self.model(...)` rather than the LightningModule's own forward, "
-                        "shard `model` last instead of the root `\"\"`)",
+                        "shard `model` last instead of the root `\"\"`; `ftsc check --fix` prints the choice)",
                    data={"phase": phase.index, "dtensor_params": dt, "plain_params": nd})

@@ -10,12 +10,12 @@ from ftsc.diagnostics import Diagnostic, make
 from ftsc.diagnostics.rule import Rule, Severity
 
 RULE = Rule(
-    code="FTS407", name="unsynchronized-parameters", severity=Severity.WARNING, needs_model=True,
+    code="FTS407", name="unsynchronized-parameters", severity=Severity.ERROR, needs_model=True,
     summary="FSDP2: trainable parameters outside every fully_shard group",
     message="{count} trainable parameters are in no `fully_shard` group: their gradients are not synchronized",
     doc="""## What it does
 With an FSDP2 plan, reports (once) the parameters that some phase thaws but that no
-`fully_shard` group manages.
+`fully_shard` group manages, when training runs on more than one rank.
 
 ## Why is this bad?
 They stay plain tensors: not sharded, and their gradients are never all-reduced, so every
@@ -41,11 +41,40 @@ fsdp2 {
     shard ""
 }
 ```
+
+## World size
+The rule is skipped when the configuration fixes the world size at 1 (`data_parallel_size`
+and `tensor_parallel_size` both 1). Otherwise ftsc assumes more than one rank: a LightningCLI
+config's `trainer.devices` and `num_nodes` are not read, and `auto` sizes are decided at launch.
+
+## Fix
+`ftsc check --fix` does not add a group for these parameters: the root `""` works when
+`training_step` calls the LightningModule's own forward, the wrapped model (`model`) when it
+calls `self.model(...)`, and ftsc does not read `training_step`. `--fix` prints both choices.
 """,
 )
 
 
 _LISTED = 10
+
+
+def world_size(config: ir.FSDP2Config) -> int | None:
+    """The number of ranks when the config fixes it (`data_parallel_size` x `tensor_parallel_size`,
+    both integers), else None (decided at launch from devices and nodes, which ftsc does not read).
+
+    Example:
+        >>> from ftsc.frontend import load_text
+        >>> from ftsc.source import SourceFile
+        >>> cfg = load_text(SourceFile("x.ftsc", "phase 0 { thaw a } fsdp2 { data_parallel_size = 1 "
+        ...                                      "tensor_parallel_size = 1 shard a }")).schedule.fsdp2
+        >>> world_size(cfg), world_size(ir.FSDP2Config())
+        (1, None)
+    """
+    sizes = [config.setting(k) for k in ("data_parallel_size", "tensor_parallel_size")]
+    values = [s.value.data if s is not None else None for s in sizes]
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return values[0] * values[1]  # type: ignore[operator]
+    return None
 
 
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
@@ -58,6 +87,8 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     """
     if ctx.fsdp2 is None or ctx.resolution is None or not ctx.fsdp2.prediction.groups:
         return
+    if schedule.fsdp2 is not None and world_size(schedule.fsdp2) == 1:
+        return
     plain = [p for p in ctx.fsdp2.prediction.unsharded if p in ctx.resolution.phases_of]
     if not plain:
         return
@@ -67,5 +98,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
                notes=(f"plain tensors that phases thaw: {shown}",
                       "FSDP2 neither shards these nor all-reduces their gradients: each rank trains its own copy "
                       "and they drift apart silently"),
-               help="add their modules (or the root, last) to the plan",
+               help="add their modules to the plan, or, last, the root `\"\"` (when `training_step` calls the "
+                    "LightningModule's forward) or the model it calls (`self.model(...)`: shard `model`); "
+                    "`ftsc check --fix` prints the choice",
                data={"params": plain})
