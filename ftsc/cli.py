@@ -38,11 +38,14 @@ class UsageError(Exception):
     """Bad arguments or configuration: exit status 2."""
 
 
-def _model_args(p: argparse.ArgumentParser, *, strategy: bool = True) -> None:
+def _model_args(p: argparse.ArgumentParser, *, strategy: bool = True, cache: bool = False) -> None:
     group = p.add_argument_group("model")
     group.add_argument("--model", metavar="T", help="pkg.module:attr or path/file.py:attr, built on the meta device")
     group.add_argument("--model-kwargs", metavar="JSON", help="constructor/factory arguments for --model")
     group.add_argument("--manifest", metavar="M", help="model manifest JSON (`ftsc manifest`); no torch needed")
+    if cache:
+        group.add_argument("--no-cache", action="store_true",
+                           help="build --model every time: neither read nor write the structure cache (.ftsc_cache)")
     if strategy:
         p.add_argument("--lightning-config", metavar="C", help="LightningCLI config with options and strategy")
 
@@ -54,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check schedules (.ftsc, FTS YAML, LightningCLI configs)")
     check.add_argument("files", nargs="*", metavar="FILE")
-    _model_args(check)
+    _model_args(check, cache=True)
     check.add_argument("--format", choices=sorted(RENDERERS), help="output format (default: text)")
     check.add_argument("--select", action="append", default=None, metavar="CODES",
                        help="only these codes/names/prefixes (comma-separated)")
@@ -70,17 +73,17 @@ def _parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="compile a schedule against a model; print the plan as JSON")
     comp.add_argument("file", metavar="FILE")
-    _model_args(comp)
+    _model_args(comp, cache=True)
     comp.add_argument("--format", choices=("json",), default="json")
     comp.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
     comp.add_argument("--isolated", action="store_true", help="ignore configuration files ([tool.ftsc])")
 
     man = sub.add_parser("manifest", help="write a model's manifest (module tree, parameters, ties)")
-    _model_args(man, strategy=False)
+    _model_args(man, strategy=False, cache=True)
     man.add_argument("-o", "--output", metavar="M", help="write here instead of stdout")
 
     init = sub.add_parser("init", help="write a default schedule for a model")
-    _model_args(init)
+    _model_args(init, cache=True)
     init.add_argument("--style", choices=("fts", "module", "unit"), default=None,
                       help="fts: FinetuningScheduler's default (two parameters per phase); "
                            "module: one module per phase, never split; unit: one FSDP unit / fully_shard "
@@ -144,8 +147,19 @@ class _Graphs:
             return None
         key = (model, manifest)
         if key not in self.cache:
-            self.cache[key] = load_graph(model, manifest, kwargs)
+            folder = _cache_folder(args, self.settings) if model else None
+            self.cache[key] = load_graph(model, manifest, kwargs, cache=folder)
         return self.cache[key]
+
+
+def _cache_folder(args: argparse.Namespace, settings: Settings | None = None) -> Path | None:
+    """The `--model` structure cache folder (`[tool.ftsc] cache-dir`, else `.ftsc_cache` at the
+    project root); None with `--no-cache`."""
+    if args.no_cache:
+        return None
+    from ftsc.model.cache import default_folder
+
+    return default_folder((settings or load_settings()).cache_dir)
 
 
 def _load_config(path: str | None) -> Loaded | None:
@@ -241,7 +255,7 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
         raise UsageError("`ftsc manifest` builds a manifest from --model; --manifest is its output")
     if not args.model:
         raise UsageError("`ftsc manifest` needs --model TARGET")
-    manifest = load_manifest(args.model, None, parse_kwargs(args.model_kwargs))
+    manifest = load_manifest(args.model, None, parse_kwargs(args.model_kwargs), cache=_cache_folder(args))
     _write(manifest.dumps(), args.output)
     if args.output:
         sys.stderr.write(f"wrote {args.output}: {len(manifest.modules)} modules, {len(manifest.parameters)} "
@@ -252,7 +266,8 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 def _cmd_init(args: argparse.Namespace) -> int:
     from ftsc.generate import default_schedule
 
-    graph = load_graph(args.model, args.manifest, parse_kwargs(args.model_kwargs))
+    graph = load_graph(args.model, args.manifest, parse_kwargs(args.model_kwargs),
+                       cache=_cache_folder(args) if args.model else None)
     if not graph.params:
         raise UsageError("the model has no parameters: nothing to schedule")
     config = _load_config(args.lightning_config)
@@ -445,4 +460,12 @@ def run() -> None:
         pass
     except OSError as err:
         status = _os_failure(err)
+    if "torch" in sys.modules:
+        # `--model` imported torch and the model's libraries: leave without interpreter teardown,
+        # which only unloads them (0.6-3 s on 2 cores, benchmarks/README.md). Output is flushed.
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(status)
     sys.exit(status)

@@ -41,6 +41,7 @@ class Settings:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     manifest: str | None = None
     manifests: dict[str, str] = field(default_factory=dict)
+    cache_dir: str | None = None
     path: Path | None = None
 
     def model_for(self, schedule: str) -> tuple[str | None, str | None, dict[str, Any]]:
@@ -64,7 +65,7 @@ class Settings:
 
 
 _KEYS = {"select": list, "ignore": list, "strict": bool, "format": str, "files": list, "model": str,
-         "model_kwargs": dict, "manifest": str, "manifests": dict}
+         "model_kwargs": dict, "manifest": str, "manifests": dict, "cache-dir": str}
 
 
 def _read_toml(path: Path) -> tuple[bytes, dict[str, Any] | None]:
@@ -195,5 +196,7 @@ def load_settings(start: Path | None = None, *, isolated: bool = False) -> Setti
             value = str(path.parent / value)
         elif key == "manifests":
             value = {k: str(path.parent / v) for k, v in value.items()}
-        setattr(settings, key, value)
+        elif key == "cache-dir":  # the `--model` structure cache (ftsc.model.cache)
+            value = str(path.parent / value)
+        setattr(settings, key.replace("-", "_"), value)
     return settings

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ftsc.model.graph import ModelGraph
@@ -38,8 +39,14 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
 
 
 def load_manifest(model: str | None = None, manifest: str | None = None,
-                  kwargs: Mapping[str, Any] | None = None) -> Manifest:
+                  kwargs: Mapping[str, Any] | None = None, *, cache: Path | None = None) -> Manifest:
     """The manifest of `--model` (built on meta) or of `--manifest`.
+
+    Args:
+        model: the `--model` target.
+        manifest: the `--manifest` path.
+        kwargs: `--model-kwargs`.
+        cache: the structure cache folder for `--model` (`ftsc.model.cache`); None builds every time.
 
     Raises:
         ModelError: bad arguments, unreadable manifest, or a model that cannot be built.
@@ -53,6 +60,17 @@ def load_manifest(model: str | None = None, manifest: str | None = None,
             raise ModelError(str(err)) from None
     if not model:
         raise ModelError("no model: give --model TARGET or --manifest FILE")
+    if cache is not None:
+        from ftsc.model.cache import cached_manifest
+        from ftsc.model.manifest import from_json
+
+        cached, _ = cached_manifest(cache, model, dict(kwargs or {}), lambda: _build(model, kwargs).to_json(),
+                                    from_json)
+        return cached
+    return _build(model, kwargs)
+
+
+def _build(model: str, kwargs: Mapping[str, Any] | None) -> Manifest:
     from ftsc.model.build import ModelLoadError, manifest_for
 
     try:
@@ -62,9 +80,9 @@ def load_manifest(model: str | None = None, manifest: str | None = None,
 
 
 def load_graph(model: str | None = None, manifest: str | None = None,
-               kwargs: Mapping[str, Any] | None = None) -> ModelGraph:
-    """A `ModelGraph` for `--model` or `--manifest`."""
-    return ModelGraph(load_manifest(model, manifest, kwargs))
+               kwargs: Mapping[str, Any] | None = None, *, cache: Path | None = None) -> ModelGraph:
+    """A `ModelGraph` for `--model` (through the structure cache when `cache` is a folder) or `--manifest`."""
+    return ModelGraph(load_manifest(model, manifest, kwargs, cache=cache))
 
 
 __all__ = ["Manifest", "ModelError", "ModelGraph", "load_graph", "load_manifest", "parse_kwargs"]
