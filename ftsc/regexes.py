@@ -23,7 +23,14 @@ NAME_CHARS = re.compile(r"[A-Za-z0-9_.]*")
 
 
 def compile_problem(pattern: str) -> str | None:
-    """Why `pattern` does not compile, or None if it does."""
+    """Why `pattern` does not compile, or cannot be matched in bounded time; None if it can.
+
+    Example:
+        >>> compile_problem("a(b"), compile_problem("(a+)+$")
+        ('missing ), unterminated subpattern at position 1', None)
+    """
+    from ftsc.matching import unsupported_reason
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -32,7 +39,7 @@ def compile_problem(pattern: str) -> str | None:
         return f"{err.msg} at position {err.pos}" if err.pos is not None else err.msg
     except (OverflowError, RecursionError, ValueError, MemoryError) as err:
         return str(err) or type(err).__name__
-    return None
+    return unsupported_reason(pattern)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -351,3 +358,30 @@ def ends_inside_segment(pattern: str) -> bool:
         ch = chr(av)
         return ch.isalnum() or ch == "_"
     return op is _sre_c.IN
+
+
+def literal_intent(pattern: str) -> str | None:
+    """The pattern an FTS pattern looks like it means: dotted names with literal separators.
+
+    Every unescaped `.` between name characters becomes `\\.`, and a final `.*` or `.+` right
+    after a name character becomes `\\..*` / `\\..+` (`layers.1.*` reads as "everything under
+    `layers.1`"). None when nothing changes or the result does not compile.
+
+    Example:
+        >>> literal_intent("model.layers.1.*"), literal_intent("h.2.attn.*"), literal_intent("layers.1")
+        ('model\\\\.layers\\\\.1\\\\..*', 'h\\\\.2\\\\.attn\\\\..*', 'layers\\\\.1')
+        >>> literal_intent(r"layers\\.1\\..*") is None, literal_intent("model.*")
+        (True, 'model\\\\..*')
+    """
+    out = list(pattern)
+    for i in reversed(unescaped_separator_dots(pattern)):
+        out[i] = "\\."
+    n = len(pattern)
+    if n >= 3 and pattern[-1] in "*+" and pattern[-2] == "." and not _escaped(pattern, n - 2) \
+            and not _inside_class(pattern, n - 2) and (pattern[-3].isalnum() or pattern[-3] in "_)]") \
+            and not _escaped(pattern, n - 3):
+        out[n - 2] = "\\.."
+    intent = "".join(out)
+    if intent == pattern or compile_problem(intent):
+        return None
+    return intent

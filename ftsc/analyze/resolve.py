@@ -15,6 +15,9 @@ Semantics per selector kind:
 Patterns are resolved against primary FQNs only (`named_parameters()`, which lists a shared
 parameter once). A selector naming an alias of a shared parameter, and matching nothing
 else, is pruned as FinetuningScheduler prunes it: the parameter thaws with its primary name.
+
+Every pattern runs through `ftsc.matching`: Python `re` semantics, in time bounded by pattern
+size x name length (no catastrophic backtracking, whatever the pattern and the names).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from dataclasses import dataclass
 
 from ftsc import ir
 from ftsc.model.graph import ModelGraph
-from ftsc.regexes import compiled, glob_to_regex
+from ftsc.matching import UnsupportedPattern, match_names
+from ftsc.regexes import glob_to_regex
 
 
 def resolve(selector: ir.Selector, names: Sequence[str]) -> list[str]:
@@ -45,14 +49,11 @@ def resolve(selector: ir.Selector, names: Sequence[str]) -> list[str]:
         case ir.SelectorKind.FTS:
             if selector.pattern in names:
                 return [selector.pattern]
-            rx = compiled(selector.pattern)
-            return [n for n in names if rx.match(n)]
+            return match_names(selector.pattern, list(names))
         case ir.SelectorKind.REGEX:
-            rx = compiled(selector.pattern)
-            return [n for n in names if rx.fullmatch(n)]
+            return match_names(selector.pattern, list(names), full=True)
         case ir.SelectorKind.GLOB:
-            rx = compiled(glob_to_regex(selector.pattern))
-            return [n for n in names if rx.fullmatch(n)]
+            return match_names(glob_to_regex(selector.pattern), list(names), full=True)
         case _:
             raise ValueError(f"Invalid selector kind: {selector.kind}.")
 
@@ -107,17 +108,18 @@ def match_selector(selector: ir.Selector, graph: ModelGraph) -> tuple[list[str],
 
     Raises:
         re.error: when the pattern does not compile.
+        UnsupportedPattern: when it cannot be matched in bounded time (backreferences).
     """
     pattern = selector.pattern
     match selector.kind:
         case ir.SelectorKind.EXACT:
             hits = [pattern] if graph.has_param(pattern) else []
         case ir.SelectorKind.FTS:
-            hits = [pattern] if graph.has_param(pattern) else graph.index.match(compiled(pattern))
+            hits = [pattern] if graph.has_param(pattern) else graph.index.match(pattern)
         case ir.SelectorKind.REGEX:
-            hits = graph.index.match(compiled(pattern), full=True)
+            hits = graph.index.match(pattern, full=True)
         case ir.SelectorKind.GLOB:
-            hits = graph.index.match(compiled(glob_to_regex(pattern)), full=True)
+            hits = graph.index.match(glob_to_regex(pattern), full=True)
         case _:
             raise ValueError(f"Invalid selector kind: {selector.kind}.")
     if not hits and pattern in graph.aliases and selector.kind in (ir.SelectorKind.EXACT, ir.SelectorKind.FTS):
@@ -133,6 +135,7 @@ def match_modules(selector: ir.Selector, graph: ModelGraph) -> list[str]:
 
     Raises:
         re.error: when the pattern does not compile.
+        UnsupportedPattern: when it cannot be matched in bounded time (backreferences).
     """
     pattern = selector.pattern
     index = graph.module_index
@@ -140,11 +143,11 @@ def match_modules(selector: ir.Selector, graph: ModelGraph) -> list[str]:
         case ir.SelectorKind.EXACT:
             return [pattern] if pattern in graph.module_entries else []
         case ir.SelectorKind.FTS:
-            return [pattern] if pattern in graph.module_entries else index.match(compiled(pattern))
+            return [pattern] if pattern in graph.module_entries else index.match(pattern)
         case ir.SelectorKind.REGEX:
-            return index.match(compiled(pattern), full=True)
+            return index.match(pattern, full=True)
         case ir.SelectorKind.GLOB:
-            return index.match(compiled(glob_to_regex(pattern)), full=True)
+            return index.match(glob_to_regex(pattern), full=True)
         case _:
             raise ValueError(f"Invalid selector kind: {selector.kind}.")
 
@@ -172,7 +175,7 @@ def resolve_schedule(schedule: ir.Schedule, graph: ModelGraph) -> Resolution:
         for sel in phase.selectors:
             try:
                 hits, pruned = match_selector(sel, graph)
-            except (re.error, OverflowError, RecursionError, ValueError):
+            except (re.error, UnsupportedPattern, OverflowError, RecursionError, ValueError):
                 matches.append(SelectorMatch(phase=phase.index, selector=sel, params=(), invalid=True))
                 continue
             matches.append(SelectorMatch(phase=phase.index, selector=sel, params=tuple(hits), pruned_alias=pruned))

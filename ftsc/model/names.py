@@ -7,7 +7,9 @@ A plain loop tries every pattern on every name. `NameIndex` keeps the names sort
 uses the fixed starts every match must have (`regexes.match_prefixes`: literal characters,
 `.` wildcards, and branches for classes like `[0-3]` and groups like `(4|5)`) to visit only the names that can match: literal runs narrow the sorted range
 by bisection, a wildcard branches over the distinct characters present at that position.
-The regex is then tried on those candidates only, so the result is exactly the plain loop's.
+The pattern is then tried on those candidates only, so the result is exactly the plain loop's.
+Patterns are run by `ftsc.matching` (Python `re` semantics in bounded time: RE2, or a memoised
+machine), never by Python's backtracking engine, so no pattern and no name list can hang it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
+from ftsc.matching import Matcher, matcher_for
 from ftsc.regexes import match_prefixes
 
 _MAX_WILDCARDS = 200  # the walk recurses once per `.`; beyond this, scan every name
@@ -26,19 +29,22 @@ class NameIndex:
 
     Example:
         >>> idx = NameIndex(["m.1.w", "m.10.w", "m.2.w", "m_1.w"])
-        >>> idx.match(re.compile(r"m.1"))
+        >>> idx.match(r"m.1")
         ['m.1.w', 'm.10.w', 'm_1.w']
-        >>> idx.match(re.compile(r"m\\.1\\..*"), full=True)
+        >>> idx.match(r"m\\.1\\..*", full=True)
         ['m.1.w']
+        >>> idx.match(r"(m|m.)+$")
+        []
     """
 
-    __slots__ = ("_names", "_order", "_sorted")
+    __slots__ = ("_alphabet", "_names", "_order", "_sorted")
 
     def __init__(self, names: Sequence[str]) -> None:
         self._names = list(names)
         order = sorted(range(len(self._names)), key=self._names.__getitem__)
         self._order = order
         self._sorted = [self._names[i] for i in order]
+        self._alphabet: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self._names)
@@ -89,16 +95,32 @@ class NameIndex:
             return
         out.extend(range(lo, hi))
 
-    def match(self, rx: re.Pattern[str], *, full: bool = False) -> list[str]:
-        """Names `rx` matches (`re.match`; `re.fullmatch` with `full`), in registration order."""
-        test = rx.fullmatch if full else rx.match
+    def matcher(self, pattern: str) -> Matcher:
+        """A bounded matcher for `pattern` over these names (`ftsc.matching.Matcher`).
+
+        Raises:
+            re.error: `pattern` does not compile.
+            ftsc.matching.UnsupportedPattern: it cannot be matched in bounded time.
+        """
+        if self._alphabet is None:
+            self._alphabet = tuple(sorted({ch for n in self._names for ch in n}))
+        return matcher_for(pattern, self._alphabet)
+
+    def match(self, rx: str | re.Pattern[str], *, full: bool = False) -> list[str]:
+        """Names the pattern matches (`re.match`; `re.fullmatch` with `full`), in registration order.
+
+        Raises:
+            re.error: the pattern does not compile.
+            ftsc.matching.UnsupportedPattern: it cannot be matched in bounded time.
+        """
+        pattern = rx if isinstance(rx, str) else _with_inline_flags(rx)
+        m = self.matcher(pattern)
         sorted_names = self._sorted
-        try:
-            pruned = re.compile(rx.pattern).flags == rx.flags  # flags given to compile() are not in the pattern
-        except re.error:
-            pruned = False
-        positions = self.candidates(rx.pattern) if pruned else range(len(sorted_names))
-        hits = [self._order[k] for k in positions if test(sorted_names[k])]
+        positions = self.candidates(pattern)
+        if full:
+            hits = [self._order[k] for k in positions if m.fullmatch(sorted_names[k])]
+        else:
+            hits = [self._order[k] for k in positions if m.match(sorted_names[k]) is not None]
         hits.sort()
         return [self._names[i] for i in hits]
 
@@ -107,3 +129,13 @@ class NameIndex:
         lo = bisect_left(self._sorted, prefix)
         hi = bisect_right(self._sorted, prefix, lo, key=lambda n: n[: len(prefix)])
         return self._sorted[lo:hi]
+
+
+_FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"), (re.ASCII, "a"))
+
+
+def _with_inline_flags(rx: re.Pattern[str]) -> str:
+    """`rx.pattern` with the flags given to `re.compile` written inline, as `(?i)`."""
+    extra = rx.flags & ~re.compile(rx.pattern).flags
+    letters = "".join(letter for flag, letter in _FLAG_LETTERS if extra & flag)
+    return f"(?{letters}){rx.pattern}" if letters else rx.pattern

@@ -8,6 +8,7 @@ character there is not a `.`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from ftsc import ir
@@ -16,7 +17,8 @@ from ftsc.analyze.resolve import SelectorMatch
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.diagnostics.rule import Rule, Severity
 from ftsc.model.graph import ModelGraph
-from ftsc.regexes import compiled, ends_inside_segment, quantified_dots, unescaped_separator_dots
+from ftsc.matching import UnsupportedPattern
+from ftsc.regexes import ends_inside_segment, literal_intent, match_prefix, quantified_dots, unescaped_separator_dots
 from ftsc.source import Span
 
 RULE = Rule(
@@ -132,37 +134,57 @@ def _summarize(heads: list[str]) -> str:
 
 
 def _model_aware(m: SelectorMatch, graph: ModelGraph, ctx: AnalysisContext) -> Iterator[Diagnostic]:
+    """An FTS pattern whose match set is larger than that of the pattern it looks like.
+
+    The pattern it looks like (`regexes.literal_intent`) has literal `.` separators and a final
+    `.*` that starts a new segment (`layers.1.*` -> `layers\\.1\\..*`); if the pattern ends inside
+    a name segment (`layers.1`), its matches must also stop at a segment boundary. Parameters the
+    pattern catches beyond those are reported, with the escaped pattern.
+    """
     sel = m.selector
     if sel.kind is not ir.SelectorKind.FTS or not m.params or graph.has_param(sel.pattern):
         return
-    rx = compiled(sel.pattern)
-    if ends_inside_segment(sel.pattern):
-        at_boundary, inside = [], []
-        for name in m.params:
-            end = rx.match(name).end()  # type: ignore[union-attr]
-            (inside if end < len(name) and (name[end].isalnum() or name[end] == "_") else at_boundary).append(
-                (name, end))
-        if at_boundary and inside:
-            heads = list(dict.fromkeys(_segment_end(n, e) for n, e in inside))
-            yield make("FTS205", ctx.source, sel.span,
-                       detail=f"`{sel.pattern}` also matches {_summarize(heads)} ({len(inside)} parameters): "
-                              "an FTS pattern matches any name it is a prefix of",
-                       label="prefix also matches siblings",
-                       notes=("FinetuningScheduler uses `re.match`, which only anchors the start of the name",),
-                       help=f"end the pattern at the segment boundary: `{sel.pattern}\\.`",
-                       data={"pattern": sel.pattern, "phase": m.phase, "params": [n for n, _ in inside]})
-    dots = unescaped_separator_dots(sel.pattern)
-    if dots:
-        escaped = _escape_dots(sel.pattern, dots)
-        kept = set(graph.index.match(compiled(escaped)))
-        extra = [n for n in m.params if n not in kept]
-        if extra:
-            yield make("FTS205", ctx.source, sel.span,
-                       detail=f"unescaped `.` in `{sel.pattern}` matches any character: it also catches "
-                              f"{_summarize(extra)}",
-                       label="`.` matches any character",
-                       help=f"escape the separators: `{escaped}`",
-                       data={"pattern": sel.pattern, "phase": m.phase, "params": extra})
+    intent = literal_intent(sel.pattern) or sel.pattern
+    try:
+        matcher = graph.index.matcher(intent)
+    except (re.error, UnsupportedPattern, ValueError):
+        return
+    boundary = ends_inside_segment(intent)
+    kept: list[str] = []
+    extra: list[str] = []
+    at_end = False
+    for name in m.params:
+        end = matcher.match(name)
+        if end is None or (boundary and end < len(name) and name[end] != "."):
+            extra.append(name)
+        else:
+            kept.append(name)
+            at_end = at_end or end == len(name)
+    if not extra or not kept:
+        return
+    suggestion = intent + ("(\\.|$)" if at_end else "\\.") if boundary else intent
+    heads = list(dict.fromkeys(_head(sel.pattern, n) for n in extra))
+    noun = "parameter" if len(extra) == 1 else "parameters"
+    yield make("FTS205", ctx.source, sel.span,
+               detail=f"`{sel.pattern}` also matches {_summarize(heads)} ({len(extra)} {noun}): "
+                      "in an FTS pattern `.` is any character and a match need only cover the start of a name",
+               label="also matches siblings",
+               notes=("FinetuningScheduler uses `re.match`, which only anchors the start of the name; "
+                      f"`{sel.pattern}` thaws {len(m.params)} parameters, `{suggestion}` {len(kept)}",),
+               help=f"to match only what the pattern names, write `{suggestion}`",
+               data={"pattern": sel.pattern, "phase": m.phase, "params": extra, "suggestion": suggestion})
+
+
+def _head(pattern: str, name: str) -> str:
+    """The name up to the end of the segment where it leaves the pattern's literal start."""
+    info = match_prefix(pattern)
+    template = info[0] if info else ()
+    for i, ch in enumerate(template):
+        if i >= len(name):
+            break
+        if ch is None and name[i] != ".":
+            return _segment_end(name, i)
+    return _segment_end(name, min(len(template), len(name)))
 
 
 def _escape_dots(pattern: str, dots: list[int]) -> str:
