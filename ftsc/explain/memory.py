@@ -63,7 +63,8 @@ class Setup:
     `kind` is one of `single`, `ddp`, `fsdp` (FSDP1) or `fsdp2`. `store_dtype` is the dtype
     floating tensors are stored in (Lightning's `*-true` precisions), `buffer_dtype` FSDP1's
     mixed-precision buffer dtype, `grad_dtype` FSDP1's low-precision gradients
-    (`keep_low_precision_grads`), `compute_dtype` the dtype the forward runs in.
+    (`keep_low_precision_grads`), `param_dtype` FSDP1's `MixedPrecision.param_dtype` (it sets
+    the FlatParameter's alignment), `compute_dtype` the dtype the forward runs in.
     """
 
     kind: str = "single"
@@ -73,6 +74,7 @@ class Setup:
     store_dtype: str | None = None
     buffer_dtype: str | None = None
     grad_dtype: str | None = None
+    param_dtype: str | None = None
     compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:
@@ -150,8 +152,8 @@ def flat_layout(graph: ModelGraph, params: Sequence[str], setup: Setup) -> tuple
     spans: list[tuple[int, int]] = []
     total = 0
     for p in params:
-        if setup.use_orig_params:  # each original parameter starts 16-byte aligned
-            total += -total % max(16 // itemsize(_dtype(graph, p, setup)), 1)
+        if setup.use_orig_params:  # each original parameter starts 16-byte aligned in the compute dtype
+            total += -total % max(16 // itemsize(setup.param_dtype or _dtype(graph, p, setup)), 1)
         numel = graph.numel(p)
         spans.append((total, total + numel))
         total += numel

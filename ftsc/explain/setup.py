@@ -107,12 +107,13 @@ def schedule_setup(schedule: ir.Schedule, *, world_size: int | None, optimizer: 
         dp = _setting(fsdp2.settings, "data_parallel_size") if fsdp2 else None
         world_size = dp if type(dp) is int else facts.world_size or 1
     kind = "fsdp" if fsdp else "fsdp2" if fsdp2 else ("ddp" if world_size > 1 else "single")
-    buffer_dtype = grad_dtype = None
+    buffer_dtype = grad_dtype = param_dtype = None
     use_orig = True
     if fsdp is not None:
         orig = _setting(fsdp.settings, "use_orig_params")
         use_orig = True if orig is None else bool(orig)
-        buffer_dtype = compute if precision in _PRECISION else None
+        if precision in _PRECISION:  # Lightning's FSDPPrecision: param, reduce and buffer dtype alike
+            buffer_dtype = param_dtype = compute
         mp = _setting(fsdp.settings, "mixed_precision")
         if isinstance(mp, dict):
             param_dtype = dtype_name(mp.get("param_dtype"))
@@ -122,6 +123,7 @@ def schedule_setup(schedule: ir.Schedule, *, world_size: int | None, optimizer: 
                 grad_dtype = param_dtype
     return Setup(kind=kind, world_size=world_size, optimizer=optimizer or facts.optimizer or "adamw",
                  use_orig_params=use_orig, store_dtype=store, buffer_dtype=buffer_dtype, grad_dtype=grad_dtype,
+                 param_dtype=param_dtype,
                  compute_dtype=compute)
 
 

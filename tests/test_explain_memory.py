@@ -1,0 +1,211 @@
+"""Differential test: `ftsc explain`'s model-state bytes per rank vs real torch on CPU.
+
+The oracle wraps a small transformer-like model with real FSDP1 (`use_orig_params` both ways),
+FSDP2 (`fully_shard`) or nothing, on torch's fake process group at world sizes 1, 2 and 8 (every
+rank simulated), makes the phase's parameters trainable, runs forward / backward /
+`optimizer.step()` once, then forward / backward again, and sums the bytes of the distinct
+storages reachable from the parameters (FlatParameters, DTensor local shards), their gradients,
+the optimizer state (Adam's host `step` scalar excluded: it never lives on the accelerator) and
+the buffers. The busiest rank's sum must equal the prediction exactly, category by category.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ftsc.analyze import AnalysisContext, prepare
+from ftsc.explain import explain
+from ftsc.explain.setup import ConfigFacts, schedule_setup
+from ftsc.frontend import load_text
+from ftsc.model.build import extract
+from ftsc.model.graph import ModelGraph
+from ftsc.source import SourceFile
+
+pytestmark = [pytest.mark.torch]
+
+
+class Block(nn.Module):
+    def __init__(self, h: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(h)
+        self.up = nn.Linear(h, 3 * h + 1)
+        self.down = nn.Linear(3 * h + 1, h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(torch.relu(self.up(self.norm(x))))
+
+
+class Tiny(nn.Module):
+    """Odd sizes on purpose: alignment and dim-0 padding both show."""
+
+    def __init__(self, h: int = 10, vocab: int = 13, layers: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, h)
+        self.layers = nn.ModuleList(Block(h) for _ in range(layers))
+        self.head = nn.Linear(h, vocab)
+        self.register_buffer("scale", torch.ones(7))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x) * self.scale[0]
+
+
+PHASES = """
+phase 0 { thaw glob "head.*" }
+phase 1 { thaw glob "layers.2.**" }
+phase 2 { thaw glob "layers.1.up.*" }
+"""
+PHASE_SETS = [["head."], ["head.", "layers.2."], ["head.", "layers.2.", "layers.1.up."]]
+# FSDP1 with use_orig_params=False thaws whole FlatParameters: phases aligned to units.
+ALIGNED = """
+phase 0 { thaw glob "head.*" thaw glob "embed.*" }
+phase 1 { thaw glob "layers.2.**" }
+phase 2 { thaw glob "layers.1.**" }
+"""
+ALIGNED_SETS = [["head.", "embed."], ["head.", "embed.", "layers.2."], ["head.", "embed.", "layers.2.", "layers.1."]]
+BLOCK = "tests.test_explain_memory.Block"
+
+
+@pytest.fixture
+def worlds() -> Iterator[None]:
+    """Lets a test re-create the fake process group; puts back the suite's (2 ranks, rank 0)."""
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=2)
+
+
+def _world(ws: int, rank: int) -> None:
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=ws)
+
+
+def _storage_bytes(tensors: list[Any]) -> int:
+    from torch.distributed.tensor import DTensor
+
+    seen: dict[int, int] = {}
+    for t in tensors:
+        if t is None:
+            continue
+        if isinstance(t, DTensor):
+            t = t._local_tensor
+        s = t.untyped_storage()
+        if s.nbytes():
+            seen[s.data_ptr()] = s.nbytes()
+    return sum(seen.values())
+
+
+def _real(kind: str, ws: int, rank: int, prefixes: list[str], *, orig: bool = True,
+          mixed: bool = False) -> dict[str, int]:
+    """Bytes per category on `rank` after the second backward of a phase training `prefixes`."""
+    _world(ws, rank)
+    torch.manual_seed(0)
+    model = Tiny()
+    for n, p in model.named_parameters():
+        p.requires_grad_(any(n.startswith(x) for x in prefixes))
+    flat: list[Any] = []
+    if kind == "fsdp":
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from torch.distributed.fsdp import MixedPrecision
+        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+        kwargs: dict[str, Any] = {}
+        if mixed:
+            kwargs["mixed_precision"] = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16,
+                                                       buffer_dtype=torch.bfloat16)
+        wrapped: nn.Module = FSDP(model, auto_wrap_policy=ModuleWrapPolicy({Block}), use_orig_params=orig,
+                                  device_id=torch.device("cpu"), **kwargs)
+        flat = [m._flat_param for m in wrapped.modules() if isinstance(m, FSDP) and m._flat_param is not None]
+    elif kind == "fsdp2":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh("cpu", (ws,))
+        for layer in model.layers:
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        wrapped = model
+    else:
+        wrapped = model
+    params = [p for p in wrapped.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=0.1)
+    ids = torch.randint(0, 13, (2, 5))
+    for step in range(2):
+        wrapped(ids).float().sum().backward()
+        if step == 0:
+            opt.step()
+            opt.zero_grad()
+    all_params = list(wrapped.parameters()) + flat
+    state = [v for s in opt.state.values() for k, v in s.items() if k != "step" and isinstance(v, torch.Tensor)]
+    return {"params": _storage_bytes(all_params),
+            "grads": _storage_bytes([p.grad for p in all_params]),
+            "optimizer": _storage_bytes(state),
+            "buffers": _storage_bytes(list(wrapped.buffers()))}
+
+
+def _graph() -> ModelGraph:
+    return ModelGraph(extract(Tiny()))
+
+
+def _predicted(sharding: str, phases: str, ws: int) -> list[dict[str, int]]:
+    loaded = load_text(SourceFile("s.ftsc", phases + sharding))
+    assert loaded.schedule is not None, loaded.diagnostics
+    graph = _graph()
+    ctx = prepare(loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph))
+    setup = schedule_setup(loaded.schedule, world_size=ws, optimizer="adamw", facts=ConfigFacts())
+    ex = explain(loaded.schedule, ctx, setup)
+    return [{"params": p.memory.device.params, "grads": p.memory.device.grads,
+             "optimizer": p.memory.device.optimizer, "buffers": p.memory.device.buffers} for p in ex.phases]
+
+
+def _busiest(kind: str, ws: int, prefixes: list[str], **kw: Any) -> dict[str, int]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_rank = [_real(kind, ws, r, prefixes, **kw) for r in range(ws)]
+    return max(per_rank, key=lambda m: sum(m.values()))
+
+
+FSDP1 = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"] }}'
+FSDP1_FLAT = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"]  use_orig_params = false }}'
+FSDP1_MP = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"]  precision = "bf16-mixed" }}'
+FSDP2 = 'fsdp2 { shard glob "layers.*" shard "" }'
+
+
+@pytest.mark.parametrize("ws", [1, 2, 8])
+@pytest.mark.parametrize("kind, sharding, phases, sets, kw", [
+    ("fsdp", FSDP1, PHASES, PHASE_SETS, {}),
+    ("fsdp", FSDP1_FLAT, ALIGNED, ALIGNED_SETS, {"orig": False}),
+    ("fsdp", FSDP1_MP, PHASES, PHASE_SETS, {"mixed": True}),
+    ("fsdp2", FSDP2, PHASES, PHASE_SETS, {}),
+], ids=["fsdp1-orig", "fsdp1-flat", "fsdp1-bf16-mixed", "fsdp2"])
+def test_model_states_match_real_torch(worlds: None, ws: int, kind: str, sharding: str, phases: str,
+                                       sets: list[list[str]], kw: dict[str, Any]) -> None:
+    """Params, buffers, grads and optimizer bytes of the busiest rank equal real torch's, every phase."""
+    predicted = _predicted(sharding, phases, ws)
+    assert len(predicted) == len(sets)
+    for k, prefixes in enumerate(sets):
+        assert predicted[k] == _busiest(kind, ws, prefixes, **kw), f"phase {k}"
+
+
+def test_single_device_matches_real_torch(worlds: None) -> None:
+    """Unsharded: whole parameters, gradients and AdamW state of the trainable ones."""
+    predicted = _predicted("", PHASES, 1)
+    for k, prefixes in enumerate(PHASE_SETS):
+        assert predicted[k] == _busiest("single", 1, prefixes), f"phase {k}"
