@@ -312,6 +312,43 @@ def extract(module: Any, target: str | None = None) -> Manifest:
                     buffers=tuple(buffers), calls=calls)
 
 
+def check_structure(module: Any, target: str) -> None:
+    """Refuse modules whose structure cannot be read: `__init__` without `super().__init__()`,
+    and lazy modules (`nn.LazyLinear`), whose parameters have no shape before a forward pass.
+
+    Raises:
+        ModelLoadError: naming the problem and the way out.
+    """
+    import torch
+
+    for m in [module, *getattr(module, "__dict__", {}).get("_modules", {}).values()]:
+        if isinstance(m, torch.nn.Module) and "_modules" not in m.__dict__:
+            raise ModelLoadError(f"--model `{target}`: `{type(m).__qualname__}.__init__` does not call "
+                                 "`super().__init__()`, so the module has no submodules or parameters to read")
+    lazy = sorted({type(m).__qualname__ for m in module.modules()
+                   if isinstance(m, torch.nn.modules.lazy.LazyModuleMixin)})
+    if lazy:
+        raise ModelLoadError(f"--model `{target}`: lazy modules ({', '.join(f'`{n}`' for n in lazy)}) have no "
+                             "parameter shapes until their first forward pass; build the model with explicit sizes "
+                             "(`nn.Linear(in, out)`), or write a manifest from a model that has run a forward pass")
+
+
 def manifest_for(target: str, kwargs: Mapping[str, Any] | None = None) -> Manifest:
-    """Build `target` on the meta device and return its manifest."""
-    return extract(build(target, kwargs), target)
+    """Build `target` on the meta device and return its manifest.
+
+    Raises:
+        ModelLoadError: when it cannot be built, or its structure cannot be read (user code in
+            `named_parameters`/`named_modules` overrides may raise anything).
+    """
+    module = build(target, kwargs)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            check_structure(module, target)
+            return extract(module, target)
+    except ModelLoadError:
+        raise
+    except BaseException as err:  # user overrides of named_parameters() & co. may raise anything
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        raise ModelLoadError(f"--model `{target}`: reading the model's modules and parameters failed: "
+                             f"{_describe(err)}{_where(err)}") from None

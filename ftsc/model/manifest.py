@@ -32,7 +32,12 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ftsc.atomic import atomic_write_text
+from ftsc.source import ReadLimitError, read_regular
+
 FORMAT = "ftsc-manifest"
+MAX_MANIFEST_BYTES = 1 << 30
+"""The largest manifest read (1 GiB; a 100k-parameter model's is about 10 MiB)."""
 VERSION = 1
 
 
@@ -235,9 +240,34 @@ def from_json(doc: Any) -> Manifest:
                                    persistent))
     calls = tuple(_entries(doc, "calls"))
     _check_names(modules, params)
+    _check_calls(calls, modules)
     known = {"format", "version", "target", "classes", "modules", "parameters", "buffers", "calls"}
     return Manifest(target=target, classes=classes, modules=tuple(modules), parameters=tuple(params),
                     buffers=tuple(buffers), calls=calls, extra={k: v for k, v in doc.items() if k not in known})
+
+
+_CALL_KINDS = {"fsdp_wrap": "module", "fully_shard": "modules"}
+
+
+def _check_calls(calls: Sequence[Mapping[str, Any]], modules: Sequence[ModuleEntry]) -> None:
+    """Each recorded call is `{"kind": "fsdp_wrap", "module": NAME}` or
+    `{"kind": "fully_shard", "modules": [NAME, ...]}`, naming modules of `modules`."""
+    if not calls:
+        return
+    known = {m.name for m in modules} | {a for m in modules for a in m.aliases}
+    for i, call in enumerate(calls):
+        kind = call.get("kind")
+        key = _CALL_KINDS.get(kind) if isinstance(kind, str) else None
+        if key is None:
+            raise ManifestError(f"calls[{i}]: `kind` must be one of: {', '.join(repr(k) for k in _CALL_KINDS)}")
+        value = call.get(key)
+        names = [value] if key == "module" else value
+        if not isinstance(names, list) or not names or any(type(n) is not str for n in names):
+            what = "a module name (string)" if key == "module" else "a non-empty list of module names"
+            raise ManifestError(f"calls[{i}]: `{key}` must be {what}")
+        missing = next((n for n in names if n not in known), None)
+        if missing is not None:
+            raise ManifestError(f"calls[{i}]: module {missing!r} is not in `modules`")
 
 
 def _check_names(modules: Sequence[ModuleEntry], params: Sequence[ParamEntry]) -> None:
@@ -281,9 +311,13 @@ def read(path: str | Path) -> Manifest:
         ManifestError: the file cannot be read, is not JSON, or does not follow the format.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ManifestError(f"{path}: cannot read manifest: {err}") from None
+        text = read_regular(str(path), MAX_MANIFEST_BYTES).decode("utf-8")
+    except ReadLimitError as err:
+        raise ManifestError(f"cannot read manifest: {err}") from None
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read manifest: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{path}: cannot read manifest: not UTF-8 text ({err.reason})") from None
     try:
         doc = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as err:
@@ -295,5 +329,5 @@ def read(path: str | Path) -> Manifest:
 
 
 def write(manifest: Manifest, path: str | Path) -> None:
-    """Write `manifest` as JSON."""
-    Path(path).write_text(manifest.dumps(), encoding="utf-8")
+    """Write `manifest` as JSON (atomically: the old file stays whole if writing fails)."""
+    atomic_write_text(path, manifest.dumps())
