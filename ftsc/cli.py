@@ -360,18 +360,25 @@ def _cmd_rule(args: argparse.Namespace) -> int:
         rules = list(RULES.values())
         if args.format == "json":
             sys.stdout.write(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity.value,
-                                          "summary": r.summary} for r in rules], indent=2) + "\n")
+                                          "needs_model": r.needs_model, "summary": r.summary} for r in rules],
+                                        indent=2) + "\n")
         else:
-            sys.stdout.writelines(f"{r.code}  {r.name:<30} {r.severity.value:<8} {r.summary}\n" for r in rules)
+            # MODEL `yes`: the rule runs only when the model's names are known (--model/--manifest).
+            sys.stdout.write(f"{'CODE':<7} {'NAME':<30} {'SEVERITY':<8} {'MODEL':<5} SUMMARY\n")
+            sys.stdout.writelines(f"{r.code:<7} {r.name:<30} {r.severity.value:<8} "
+                                  f"{'yes' if r.needs_model else '-':<5} {r.summary}\n" for r in rules)
         return EXIT_OK
     rule = lookup(args.code)
     if rule is None:
         raise UsageError(f"unknown rule `{args.code}`; `ftsc rule --all` lists them")
     if args.format == "json":
         sys.stdout.write(json.dumps({"code": rule.code, "name": rule.name, "severity": rule.severity.value,
-                                     "summary": rule.summary, "explanation": rule.doc}, indent=2) + "\n")
+                                     "needs_model": rule.needs_model, "summary": rule.summary,
+                                     "explanation": rule.doc}, indent=2) + "\n")
     else:
-        sys.stdout.write(f"# {rule.code} ({rule.name}) [{rule.severity.value}]\n\n{rule.summary}.\n\n{rule.doc}")
+        needs = ", needs a model" if rule.needs_model else ""
+        sys.stdout.write(f"# {rule.code} ({rule.name}) [{rule.severity.value}{needs}]\n\n{rule.summary}.\n\n"
+                         f"{rule.doc}")
     return EXIT_OK
 
 
