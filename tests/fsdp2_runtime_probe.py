@@ -1,9 +1,12 @@
 """Fit with ftsc's callback under Lightning's ModelParallelStrategy (FSDP2) on 2 CPU gloo processes.
 
 Usage: python tests/fsdp2_runtime_probe.py OUT_DIR [PLAN]
-PLAN is `aligned` (every Linear and the root) or `mixed` (no root). Each rank writes
-OUT_DIR/rank{r}.json: per epoch the phase, param-group lrs, whether each trainable parameter is a
-DTensor, and the final weights' digest; rank 0 also writes the groups it verified.
+PLAN is `aligned` (every Linear and the root), `mixed` (no root), `fts-cfg` (the aligned plan
+written as FTS users write it), `ddp` (the same schedule under plain DDP: the numerical reference) or
+`aligned-nosync` (the aligned plan with gradient synchronisation switched off: a deliberately broken
+run that the replica test must tell apart). Each rank writes OUT_DIR/rank{r}.json: per epoch the
+phase, param-group lrs and whether each trainable parameter is a DTensor, and at the end each
+parameter's local data on that rank (a DTensor's local shard, not a re-assembled tensor).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ PLANS = {
     "mixed": "    shard model.2\n",
     # as FTS users configure it: a YAML schedule, the plan in strategy_adapter_cfg.fsdp_plan
     "fts-cfg": None,
+    "ddp": "",
+    "aligned-nosync": '    shard model.0\n    shard model.2\n    shard model.4\n    shard ""\n',
 }
 
 
@@ -53,16 +58,30 @@ class Record(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from torch.distributed.tensor import DTensor
 
-        full = {n: (p.full_tensor() if isinstance(p, DTensor) else p).detach().double().sum().item()
-                for n, p in pl_module.named_parameters()}
-        (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps({"rows": self.rows, "sums": full}))
+        local = {n: (p.to_local() if isinstance(p, DTensor) else p).detach().double().tolist()
+                 for n, p in pl_module.named_parameters()}
+        sharded = {n: isinstance(p, DTensor) for n, p in pl_module.named_parameters()}
+        (self.out / f"rank{trainer.global_rank}.json").write_text(
+            json.dumps({"rows": self.rows, "local": local, "sharded": sharded}))
+
+
+class NoGradientSync(pl.Callback):
+    """Breaks FSDP2 on purpose: each rank keeps its own gradient shard (no reduce-scatter average)."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        from torch.distributed.fsdp import FSDPModule
+
+        for module in pl_module.modules():
+            if isinstance(module, FSDPModule):
+                module.set_requires_gradient_sync(False, recurse=False)
 
 
 def main() -> None:
     from ftsc.lightning import FinetuningScheduler
 
     out = Path(sys.argv[1])
-    plan = PLANS[sys.argv[2] if len(sys.argv) > 2 else "aligned"]
+    mode = sys.argv[2] if len(sys.argv) > 2 else "aligned"
+    plan = PLANS[mode]
     out.mkdir(parents=True, exist_ok=True)
     adapter_cfg = None
     if plan is None:
@@ -77,14 +96,16 @@ def main() -> None:
         sched.write_text('phase 0 { thaw glob "model.4.*" until epoch 1 }\n'
                          'phase 1 { thaw glob "model.2.*" lr = 0.01 until epoch 2 }\n'
                          'phase 2 { thaw glob "model.0.*" lr = 0.01 }\n'
-                         f"fsdp2 {{\n{plan}}}\n")
+                         + (f"fsdp2 {{\n{plan}}}\n" if plan else ""))
     torch.manual_seed(0)
+    strategy = "ddp" if mode == "ddp" else ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1)
+    extra = [NoGradientSync()] if mode == "aligned-nosync" else []
     trainer = pl.Trainer(accelerator="cpu", devices=2, max_epochs=3, logger=False, enable_progress_bar=False,
-                         strategy=ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1),
+                         strategy=strategy,
                          enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
                          callbacks=[FinetuningScheduler(ft_schedule=str(sched), restore_best=False,
                                                         epoch_transitions_only=True,
-                                                        strategy_adapter_cfg=adapter_cfg), Record(out)],
+                                                        strategy_adapter_cfg=adapter_cfg), Record(out), *extra],
                          default_root_dir=str(out))
     trainer.fit(Probe(), loader(0, n=128), loader(1))
 

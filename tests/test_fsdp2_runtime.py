@@ -16,28 +16,68 @@ pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("plan", ["aligned", "mixed", "fts-cfg"])
-def test_model_parallel_fit_on_two_cpu_processes(plan: str, tmp_path: Path) -> None:
-    """2 gloo processes: the plan is applied after configure_model, the self-check passes, phases
-    transition, and both ranks end with the same weights."""
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "fsdp2_runtime_probe.py"), str(tmp_path), plan],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+def _launch(mode: str, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "tests" / "fsdp2_runtime_probe.py"), str(out), mode],
+                          cwd=out.parent, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _fit(mode: str, out: Path) -> tuple[dict, dict]:
+    """Run the probe in `mode` on 2 gloo processes; each rank's record."""
+    proc = _launch(mode, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0 = json.loads((tmp_path / "rank0.json").read_text())
-    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    return json.loads((out / "rank0.json").read_text()), json.loads((out / "rank1.json").read_text())
+
+
+def _assembled(rank0: dict, rank1: dict) -> dict[str, list]:
+    """Every parameter's full value from the ranks' own local data: a sharded parameter's two `Shard(0)`
+    pieces concatenated along dim 0 (no collective involved), a plain one as rank 0 holds it."""
+    return {n: rank0["local"][n] + rank1["local"][n] if rank0["sharded"][n] else rank0["local"][n]
+            for n in rank0["local"]}
+
+
+def _max_difference(a: dict[str, list], b: dict[str, list]) -> float:
+    assert a.keys() == b.keys()
+    diffs = []
+    for name in a:
+        x, y = torch.tensor(a[name], dtype=torch.float64), torch.tensor(b[name], dtype=torch.float64)
+        assert x.shape == y.shape, (name, x.shape, y.shape)
+        diffs.append((x - y).abs().max().item() if x.numel() else 0.0)
+    return max(diffs)
+
+
+@pytest.fixture(scope="module")
+def ddp_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
+    """The same schedule, model, data and seed under plain DDP (whose replicas stay equal: test_ddp.py)."""
+    rank0, rank1 = _fit("ddp", tmp_path_factory.mktemp("ddp") / "out")
+    assert _max_difference(rank0["local"], rank1["local"]) == 0.0
+    return rank0["local"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plan", ["aligned", "fts-cfg", "aligned-nosync"])
+def test_model_parallel_fit_on_two_cpu_processes(plan: str, tmp_path: Path, ddp_reference: dict) -> None:
+    """2 gloo processes: the plan is applied after configure_model, the self-check passes, phases
+    transition, and the weights the ranks hold (their own local shards, put together without any
+    collective) equal DDP's; a run with gradient synchronisation switched off is told apart."""
+    rank0, rank1 = _fit(plan, tmp_path / "out")
     assert [r["depth"] for r in rank0["rows"]] == [0, 1, 2]
     assert [len(r["lrs"]) for r in rank0["rows"]] == [1, 2, 3]
     dtensor = rank0["rows"][-1]["dtensor"]
     if plan in ("aligned", "fts-cfg"):
-        assert all(dtensor.values())
-        assert rank0["sums"] == rank1["sums"]
-    else:
-        # Only model.2 is sharded: the phase-2 group mixes DTensors and plain tensors (FTS401), and the
-        # plain parameters train unsynchronized, so the ranks' copies drift apart (what FTS407 warns about).
-        assert dtensor["model.2.weight"] and not dtensor["model.0.weight"]
-        assert rank0["sums"]["model.2.weight"] == rank1["sums"]["model.2.weight"]
-        assert rank0["sums"]["model.0.weight"] != rank1["sums"]["model.0.weight"]
+        assert all(dtensor.values()) and all(rank0["sharded"].values())
+        assert _max_difference(_assembled(rank0, rank1), ddp_reference) < 1e-6
+    else:  # the broken variant: same structure, unsynchronised gradients
+        assert all(rank0["sharded"].values())
+        assert _max_difference(_assembled(rank0, rank1), ddp_reference) > 1e-4
+
+
+@pytest.mark.slow
+def test_a_plan_leaving_trainable_parameters_plain_stops_the_run(tmp_path: Path) -> None:
+    """Only model.2 is sharded: phases would thaw plain parameters that train unsynchronized on each rank
+    (replicas drifting apart silently), so the callback refuses the plan at setup with FTS407 on both ranks."""
+    proc = _launch("mixed", tmp_path / "out")
+    assert proc.returncode != 0
+    assert "error[FTS407]" in proc.stderr and "[rank1]" in proc.stderr, proc.stderr[-3000:]
 
 
 def test_fully_shard_kwargs_translate_fts_aliases() -> None:

@@ -112,6 +112,7 @@ def test_resume_at_every_epoch_equals_the_uninterrupted_run(name: str, schedule:
                                          ckpt_via_trainer=via_trainer, best_dir=tmp_path / "full" / "best", **opts)
         assert resumed.rows[-1]["depth"] == full.rows[-1]["depth"]
         assert resumed.rows[-1]["trainable"] == full.rows[-1]["trainable"]
+        assert len(resumed.rows[-1]["lrs"]) == len(full.rows[-1]["lrs"])
         assert all(map(_same, resumed.rows[-1]["lrs"], full.rows[-1]["lrs"]))
         for (n, a), b in zip(full_module.state_dict().items(), module_r.state_dict().values(), strict=True):
             assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), (ckpt.name, n)
@@ -133,7 +134,7 @@ def test_resume_an_fts_checkpoint(name: str, schedule: Any, options: dict[str, A
         assert resumed.rows[0]["epoch"] == int(ckpt.stem.split("=")[1]) + 1
         for a, b in zip(resumed.rows, full.rows[-len(resumed.rows):], strict=True):
             assert (a["epoch"], a["depth"], a["trainable"]) == (b["epoch"], b["depth"], b["trainable"]), ckpt.name
-            assert all(map(_same, a["lrs"], b["lrs"])), (ckpt.name, a, b)
+            assert len(a["lrs"]) == len(b["lrs"]) and all(map(_same, a["lrs"], b["lrs"])), (ckpt.name, a, b)
         for (n, a), b in zip(full_module.state_dict().items(), module_r.state_dict().values(), strict=True):
             assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), (ckpt.name, n)
 
