@@ -35,3 +35,15 @@ def doc_graph() -> ModelGraph:
     module_list = ("torch.nn.modules.container.ModuleList", "torch.nn.modules.module.Module")
     return ModelGraph.from_names(_names(), aliases={"model.lm_head.weight": "model.embed.weight"},
                                  classes={"model.layers": module_list, "model.encoder.layer": module_list})
+
+
+MIXED_DTYPE_RULES = ("FTS306", "FTS408")  # their docs need parameters of two dtypes
+
+
+def mixed_dtype_graph() -> ModelGraph:
+    """The doc model with `model.head` in `bfloat16` (the rest `float32`)."""
+    from dataclasses import replace
+
+    m = doc_graph().manifest
+    params = tuple(p._replace(dtype="bfloat16") if p.name.startswith("model.head.") else p for p in m.parameters)
+    return ModelGraph(replace(m, parameters=params))

@@ -22,7 +22,7 @@ from ftsc.parse import grammar_text, parse, parser
 from ftsc.source import SourceFile
 
 from .conftest import REPO
-from .docmodel import doc_graph
+from .docmodel import MIXED_DTYPE_RULES, doc_graph, mixed_dtype_graph
 
 
 def test_grammar_is_conflict_free_in_strict_mode() -> None:
@@ -129,7 +129,7 @@ def test_model_rule_doc_examples_trigger_and_fix(code: str) -> None:
     doc = RULES[code].doc
     bad, good = _doc_block(doc, "Example"), _doc_block(doc, "Use instead")
     assert bad is not None and good is not None
-    graph = doc_graph()
+    graph = mixed_dtype_graph() if code in MIXED_DTYPE_RULES else doc_graph()
     assert code in {d.code for d in check_file(load_text(SourceFile("bad.ftsc", bad)), graph)}
     noisy = [d for d in check_file(load_text(SourceFile("good.ftsc", good)), graph) if d.severity is not Severity.INFO]
     assert noisy == []

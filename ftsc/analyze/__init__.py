@@ -14,7 +14,6 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.analyze.resolve import resolve_schedule
 from ftsc.analyze.rules import (
-    fts106_catastrophic_backtracking,
     fts201_contiguity,
     fts202_no_match,
     fts203_multiple_phases,
@@ -33,12 +32,14 @@ from ftsc.analyze.rules import (
     fts303_wrap_target,
     fts304_tie_split,
     fts305_phase_zero_unit,
+    fts306_mixed_dtype_unit,
     fts401_mixed_dtensor,
     fts402_plan_key,
     fts403_plan_order,
     fts404_fsdp2_ties,
     fts405_container_target,
     fts407_unsynced_params,
+    fts408_mixed_dtype_group,
 )
 from ftsc.diagnostics import Diagnostic
 
@@ -50,7 +51,6 @@ PASSES: tuple[Pass, ...] = (
     fts203_multiple_phases.check,
     fts204_never_thawed.check,
     fts205_over_matching.check,
-    fts106_catastrophic_backtracking.check,
     fts206_transitions.check,
     fts207_phase_zero_lr.check,
     fts208_reinit_phase_zero.check,
@@ -64,12 +64,14 @@ PASSES: tuple[Pass, ...] = (
     fts302_partial_unit.check,
     fts304_tie_split.check,
     fts305_phase_zero_unit.check,
+    fts306_mixed_dtype_unit.check,
     fts402_plan_key.check,
     fts405_container_target.check,
     fts403_plan_order.check,
     fts401_mixed_dtensor.check,
     fts404_fsdp2_ties.check,
     fts407_unsynced_params.check,
+    fts408_mixed_dtype_group.check,
 )
 
 
