@@ -31,6 +31,8 @@ from torch.distributed.fsdp._flat_param import FlatParameter
 
 from ftsc.lightning import FinetuningScheduler
 from ftsc.lightning.fsdp1 import clean, real_units
+from ftsc.lightning.params import logical_params
+from ftsc.lightning.transitions import Transition
 from tests.cpu_fsdp import CPUFSDP
 from tests.probe_exit import finish
 from tests.runtime_harness import TinyModule, loader
@@ -83,23 +85,23 @@ class StopAfterCheck(FinetuningScheduler):
                                          == {id(p) for p in pl_module.parameters() if p.requires_grad})
         rec["phase0_groups"] = groups(pl_module, optimizer)
         # the name map: logical FQN -> the object ftsc thaws (a FlatParameter's names share it)
-        rec["params"] = {n: sorted(names[id(p)]) for n, p in self._params(pl_module).items()}
+        rec["params"] = {n: sorted(names[id(p)]) for n, p in logical_params(pl_module).items()}
         # checkpoint state: groups by logical FQN, rebuilt into the same objects
         saved = self.state_dict()["param_groups"]
         rec["saved_names"] = [sorted(g["params"]) for g in saved]
         before = [[id(p) for p in g["params"]] for g in optimizer.param_groups]
-        self._rebuild_optimizer(trainer, pl_module, saved, 0)
+        self._surgery.rebuild(trainer, pl_module, saved, 0)
         rec["rebuilt_same"] = before == [[id(p) for p in g["params"]] for g in trainer.optimizers[0].param_groups]
         # `no_decay` cannot split a FlatParameter (twice: one warning)
         pl_module.no_decay = ["bias"]
-        with warnings_of("ftsc.lightning.callback") as seen:
+        with warnings_of("lightning.pytorch.ftsc") as seen:
             for _ in range(2):
-                split = self._groups(pl_module, list(self._params(pl_module).items()))
+                split = self._surgery.groups(pl_module, list(logical_params(pl_module).items()))
         rec["no_decay_groups"] = [[sorted(names[id(p)]) for p in g["params"]] for g in split]
         rec["no_decay_warnings"] = sum("no_decay" in r.getMessage() for r in seen)
         pl_module.no_decay = None
         # the transition to phase 1, without training
-        self._transition(trainer, pl_module)
+        self._transition(trainer, pl_module, Transition("epoch", 1, trainer.global_step))
         rec["phase1_trainable"] = sorted(n for p in pl_module.parameters() if p.requires_grad for n in names[id(p)])
         rec["phase1_groups"] = groups(pl_module, trainer.optimizers[0])
         # one optimizer step (zero gradients; SGD keeps a momentum buffer), then the optimizer state as a
@@ -158,8 +160,8 @@ def main() -> None:
     except MisconfigurationException as err:
         result["error"] = str(err)
     result["units"] = real_units(module, {})
-    result["predicted"] = {u.name: list(u.params) for u in callback._fsdp1.prediction.units} \
-        if callback._fsdp1 else None
+    analysis = getattr(callback._sharding, "analysis", None)
+    result["predicted"] = {u.name: list(u.params) for u in analysis.prediction.units} if analysis else None
     result.update(callback.record)
     finish(trainer.global_rank, result, out / "result.json")  # the fit was interrupted: leave at once
 

@@ -40,6 +40,7 @@ from ftsc.analyze.rules import (
     fts405_container_target,
     fts407_unsynced_params,
     fts408_mixed_dtype_group,
+    fts502_empty_schedule,
 )
 from ftsc.diagnostics import Diagnostic
 
@@ -72,6 +73,7 @@ PASSES: tuple[Pass, ...] = (
     fts404_fsdp2_ties.check,
     fts407_unsynced_params.check,
     fts408_mixed_dtype_group.check,
+    fts502_empty_schedule.check,
 )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ftsc.lightning import _private
 from ftsc.shard.fsdp1 import BATCHNORM, FSDP1Spec, class_matches
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,11 @@ def build_policy(pl_module: torch.nn.Module, spec: FSDP1Spec) -> Any:
     from torch.distributed.fsdp.wrap import (
         CustomPolicy,
         ModuleWrapPolicy,
-        _or_policy,
         lambda_auto_wrap_policy,
         size_based_auto_wrap_policy,
     )
+
+    _or_policy = _private.or_policy()
 
     override_ids = {id(pl_module.get_submodule(n)) for n in spec.overrides}
     classes = tuple({cls for m in pl_module.modules() for cls in type(m).__mro__
@@ -58,7 +60,9 @@ def wrap_configure_model(pl_module: torch.nn.Module, spec: FSDP1Spec) -> None:
     # follows `__wrapped__`; ours must count even when the LightningModule has none of its own.
     def configure_model() -> None:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-        from torch.distributed.fsdp.wrap import _ConfigAutoWrap, wrap
+        from torch.distributed.fsdp.wrap import wrap
+
+        _ConfigAutoWrap = _private.config_auto_wrap()
 
         original()
         if any(isinstance(m, FSDP) for m in pl_module.modules()):
@@ -82,14 +86,13 @@ def clean(name: str) -> str:
 
 def flat_fqns(unit: str, flat_param: Any) -> list[str]:
     """The logical FQNs of the original parameters a FlatParameter of unit `unit` (cleaned) holds."""
-    return [clean(f"{unit}.{f}" if unit else f) for f in flat_param._fqns]
+    return [clean(f"{unit}.{f}" if unit else f) for f in _private.flat_param_fqns(flat_param)]
 
 
 def is_flat_param(param: torch.Tensor) -> bool:
     """Whether `param` is an FSDP1 FlatParameter registered in place of original parameters."""
-    from torch.distributed.fsdp._flat_param import FlatParameter
-
-    return isinstance(param, FlatParameter)
+    cls = _private.flat_parameter_class()
+    return cls is not None and isinstance(param, cls)
 
 
 def logical_names(name: str, param: torch.Tensor) -> list[str]:
@@ -109,7 +112,7 @@ def real_units(pl_module: torch.nn.Module, aliases: dict[str, str]) -> dict[str,
         if not isinstance(mod, FSDP):
             continue
         unit = clean(name)
-        fp = mod._flat_param
+        fp = _private.fsdp1_flat_param(mod)
         out[unit] = [] if fp is None else [aliases.get(f, f) for f in flat_fqns(unit, fp)]
     return out
 
@@ -122,14 +125,13 @@ def save_optimizer_state_by_name(strategy: Any) -> None:
     so every checkpoint save fails. torch's own full optimizer state is keyed by logical names, and
     Lightning's loader takes those as they are (it re-keys index-keyed states only).
     """
-    if getattr(strategy, "_state_dict_type", "full") != "full":
+    if _private.state_dict_type(strategy) != "full":
         return  # sharded checkpoints are not re-keyed
-    from lightning.fabric.strategies.fsdp import _get_full_state_dict_context
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     def optimizer_state(optimizer: Any) -> dict[str, Any]:
-        optimizer = getattr(optimizer, "_optimizer", optimizer)  # a LightningOptimizer wraps the real one
-        with _get_full_state_dict_context(strategy.model, world_size=strategy.world_size):
+        optimizer = _private.unwrap_optimizer(optimizer)  # a LightningOptimizer wraps the real one
+        with _private.full_state_dict_context(strategy.model, strategy.world_size):
             return FSDP.optim_state_dict(strategy.model, optimizer)
 
     strategy.optimizer_state = optimizer_state

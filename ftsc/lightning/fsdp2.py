@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from ftsc.lightning import _private
+
 log = logging.getLogger(__name__)
 
 
@@ -49,12 +51,9 @@ def _apply_act_ckpt(root: torch.nn.Module, name: str, spec: Any) -> torch.nn.Mod
     mode, cfg = (spec[0], spec[1] if len(spec) > 1 else {}) if isinstance(spec, (list, tuple)) else (spec, {})
     module = root.get_submodule(name)
     if mode == "composable":
-        from torch.distributed._composable import checkpoint
-
-        checkpoint(module, **cfg)
+        _private.composable_checkpoint()(module, **cfg)
         return module
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper, offload_wrapper
-
+    checkpoint_wrapper, offload_wrapper = _private.checkpoint_wrappers()
     wrapped = offload_wrapper(module) if mode == "wrapped_offload" else checkpoint_wrapper(module, **cfg)
     parent, _, local = name.rpartition(".")
     setattr(root.get_submodule(parent), local, wrapped)
@@ -89,15 +88,12 @@ def real_groups(pl_module: torch.nn.Module) -> dict[str, list[str]]:
     states: dict[int, Any] = {}
     for name, mod in pl_module.named_modules():
         if isinstance(mod, FSDPModule):
-            state = mod._get_fsdp_state()
+            state, groups = _private.fsdp2_state_and_groups(mod)
             owners.setdefault(id(state), []).append(name.replace("._checkpoint_wrapped_module", ""))
-            states[id(state)] = state
+            states[id(state)] = groups
     out: dict[str, list[str]] = {}
-    for key, state in states.items():
+    for key, groups in states.items():
         params: list[str] = []
-        groups = getattr(state, "_fsdp_param_groups", None)  # torch >= 2.12; earlier one group per state
-        if groups is None:
-            groups = [state._fsdp_param_group] if state._fsdp_param_group is not None else []
         for group in groups:
             for fp in group.fsdp_params:
                 params.append(primary.get(id(fp.sharded_param), "?"))
