@@ -336,6 +336,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         raise UsageError(f"`-o {args.output}` is the input file; converting in place would replace it "
                          "(and drop its comments): write to another file")
     loaded = load_file(args.input)
+    if loaded.unrecognized is not None:
+        raise UsageError(f"{args.input}: not converted: not an FTS schedule or LightningCLI config "
+                         f"({loaded.unrecognized})")
     errors = [d for d in loaded.diagnostics if d.severity is Severity.ERROR]
     if loaded.schedule is None or errors:
         sys.stderr.write(RENDERERS["text"](loaded.diagnostics))
@@ -345,6 +348,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         sys.stderr.write(RENDERERS["text"]([d for d in loaded.diagnostics if d.code == "FTS105"]))
         sys.stderr.write(f"{args.input}: not converted: the schedule it names was not found or not read\n")
         return EXIT_FAILURE
+    if loaded.kind is InputKind.LIGHTNING_CONFIG and not loaded.schedule.phases:
+        # A `.ftsc` file without phases is no implicit schedule: it would fail at setup.
+        raise UsageError(f"{args.input}: not converted: the config names no `ft_schedule`, so FinetuningScheduler "
+                         "generates the phases from the model; `ftsc init --model TARGET --style fts` writes them")
     text, diags = convert(loaded.schedule, args.to, source=loaded.source, comments=loaded.comments)
     if diags:
         sys.stderr.write(RENDERERS["text"](diags))

@@ -5,7 +5,9 @@ YAML cannot express a DSL feature). FTS patterns become `/regex/` selectors wher
 provably equivalent (the pattern cannot be an exact FQN, so only `re.match` applies) and the
 regex reads as what it means (every separator `.` escaped, no quantified `.`: a `/regex/` with
 an unescaped `.` draws FTS205, which the FTS pattern did not); they stay `fts "..."` otherwise.
-The output checks with no finding the input did not have. Never imports torch.
+Suppression comments of the input become one file-level suppression in the output (comments
+are kept only from `.ftsc` to `.ftsc`). The output checks with no finding the input did not
+have. Never imports torch.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from ftsc.emit_yaml import to_fts_yaml
 from ftsc.fmt import format_schedule
 from ftsc.regexes import fts_as_fullmatch, quantified_dots, unescaped_separator_dots
 from ftsc.source import SourceFile
+from ftsc.suppress import suppressed_codes
 
 if TYPE_CHECKING:
     from ftsc.parse import Comment
 
 
-def tighten(sel: ir.Selector) -> ir.Selector:
-    """An FTS selector as an equivalent `/regex/` when there is one that reads as it means, else unchanged.
+def tighten(sel: ir.Selector, *, modules: bool = False) -> ir.Selector:
+    """An FTS selector as an equivalent `/regex/` when there is one that reads as it means, else unchanged
+    (`modules`: the selector names modules, as in `fsdp` and `fsdp2` blocks).
 
     Example:
         >>> print(tighten(ir.Selector(kind=ir.SelectorKind.FTS, pattern=r"model\\.layers\\.\\d*$")).pattern)
@@ -35,6 +39,11 @@ def tighten(sel: ir.Selector) -> ir.Selector:
     """
     if sel.kind is not ir.SelectorKind.FTS:
         return sel
+    if not sel.pattern:
+        # FTS: `""` is the root module's exact name; no parameter has it, so as a parameter
+        # pattern it is `re.match("")`, which takes every name. `fts ""` is no DSL selector.
+        return replace(sel, kind=ir.SelectorKind.EXACT) if modules else replace(
+            sel, kind=ir.SelectorKind.REGEX, pattern=".*")
     regex = fts_as_fullmatch(sel.pattern)
     if regex is None or unescaped_separator_dots(regex) or quantified_dots(regex):
         return sel
@@ -44,10 +53,10 @@ def tighten(sel: ir.Selector) -> ir.Selector:
 def tighten_schedule(schedule: ir.Schedule) -> ir.Schedule:
     """Apply `tighten` to every selector."""
     phases = tuple(replace(p, selectors=tuple(tighten(s) for s in p.selectors)) for p in schedule.phases)
-    fsdp = schedule.fsdp and replace(schedule.fsdp, wrap=tuple(tighten(s) for s in schedule.fsdp.wrap),
-                                     ignore=tuple(tighten(s) for s in schedule.fsdp.ignore))
-    fsdp2 = schedule.fsdp2 and replace(schedule.fsdp2, plan=tuple(replace(e, selector=tighten(e.selector))
-                                                                  for e in schedule.fsdp2.plan))
+    fsdp = schedule.fsdp and replace(schedule.fsdp, wrap=tuple(tighten(s, modules=True) for s in schedule.fsdp.wrap),
+                                     ignore=tuple(tighten(s, modules=True) for s in schedule.fsdp.ignore))
+    fsdp2 = schedule.fsdp2 and replace(schedule.fsdp2, plan=tuple(
+        replace(e, selector=tighten(e.selector, modules=True)) for e in schedule.fsdp2.plan))
     return replace(schedule, phases=phases, fsdp=fsdp, fsdp2=fsdp2)
 
 
@@ -58,9 +67,22 @@ def convert(schedule: ir.Schedule, to: str, *, source: SourceFile | None = None,
     Raises:
         ValueError: for an unknown target format.
     """
+    same_format = source is not None and source.path.endswith(".ftsc") == (to == "ftsc")
+    carried = _carried_suppressions(source) if source is not None and not same_format else ""
     if to == "ftsc":
         keep = comments if source is not None and source.path.endswith(".ftsc") else None
-        return format_schedule(tighten_schedule(schedule), keep or (), source), []
+        return carried + format_schedule(tighten_schedule(schedule), keep or (), source), []
     if to == "fts-yaml":
-        return to_fts_yaml(schedule, source)
+        text, diags = to_fts_yaml(schedule, source)
+        return carried + text, diags
     raise ValueError(f"Invalid conversion target: {to}. Expected one of: ftsc, fts-yaml.")
+
+
+def _carried_suppressions(source: SourceFile) -> str:
+    """The input's suppression comments, as one file-level suppression for the converted file
+    (its comments are not carried over, so line-level ones could not follow their lines)."""
+    codes = suppressed_codes(source)
+    if not codes:
+        return ""
+    return (f"# Suppressions carried over from {source.display_path} (narrow them to their lines):\n"
+            f"# ftsc: ignore-file[{', '.join(codes)}]\n")

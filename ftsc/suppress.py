@@ -48,6 +48,16 @@ def _directives(source: SourceFile) -> tuple[list[_Directive], list[Diagnostic]]
     return found, problems
 
 
+def suppressed_codes(source: SourceFile) -> list[str]:
+    """The codes `source`'s suppression comments name (line and file level), sorted, unique.
+
+    Example:
+        >>> suppressed_codes(SourceFile("x.ftsc", "thaw a  # ftsc: ignore[FTS205]\\n# ftsc: ignore-file[FTS210]"))
+        ['FTS205', 'FTS210']
+    """
+    return sorted({d.code for d in _directives(source)[0]})
+
+
 def apply_suppressions(source: SourceFile, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     """Drop suppressed diagnostics of `source`; add FTS090 for unused or unknown suppressions."""
     directives, problems = _directives(source)
