@@ -112,3 +112,30 @@ def test_yaml_doc_examples_trigger_and_fix(code: str) -> None:
     assert bad is not None and good is not None
     assert code in {d.code for d in check_text(bad, "bad.yaml")}
     assert [d for d in check_text(good, "good.yaml") if d.severity is not Severity.INFO or d.code == code] == []
+
+
+HALF_SHARDED_TIE = 'phase 0 { thaw glob "**" }\nfsdp2 {\n    shard model.embed\n}\n'
+
+
+def test_contract_codes_keep_their_severity_everywhere() -> None:
+    """Over the UI cases, every rule's doc examples and a half-sharded tie (the doc model's
+    `lm_head` shares `embed`'s weight), with and without the doc model, each code in SPEC §4.1
+    is reported only at its SPEC severity (FTS103 excepted: SPEC gives it two)."""
+    texts = [(p.name, p.read_text()) for p in CORPUS if p.suffix in (".ftsc", ".yaml")]
+    texts += [(f"{code}-{section}.ftsc", block) for code, rule in RULES.items()
+              for section in ("Example", "Use instead") if (block := _ftsc_block(rule.doc, section))]
+    texts += [("tie.ftsc", HALF_SHARDED_TIE), ("q.yaml", QUOTED_KEYS)]
+    seen: dict[str, set[str]] = {}
+    for name, text in texts:
+        for graph in (None, doc_graph()):
+            for d in check_text(text, name, graph):
+                seen.setdefault(d.code, set()).add(d.severity.value)
+    assert len(set(seen) & set(SPEC_SEVERITY)) >= 15  # most contract codes were exercised
+    wrong = {code: sorted(sevs) for code, sevs in seen.items()
+             if code in SPEC_SEVERITY and sevs != {SPEC_SEVERITY[code]}}
+    assert wrong == {}
+
+
+def test_half_sharded_tie_is_an_error() -> None:
+    (tie,) = [d for d in check_text(HALF_SHARDED_TIE, "tie.ftsc", doc_graph()) if d.code == "FTS404"]
+    assert tie.severity is Severity.ERROR and tie.primary is not None and tie.primary.message == "half-sharded tie"

@@ -14,7 +14,8 @@ RULE = Rule(
     summary="FSDP2: tied parameters managed by different fully_shard groups",
     message="tied parameter `{param}` is managed by different `fully_shard` groups",
     doc="""## What it does
-Reports tied parameters whose modules land in different `fully_shard` groups.
+Reports tied parameters whose modules land in different `fully_shard` groups, or in one group
+and none (a half-sharded tie: the other aliases stay plain tensors).
 
 ## Why is this bad?
 torch >= 2.13 fails at the first forward; if only one alias is sharded, the tie silently breaks.
@@ -66,7 +67,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     for param, plain in pred.untied.items():
         if param in pred.multi:
             continue
-        yield make("FTS404", ctx.source, span, param=param, severity=Severity.WARNING, label="half-sharded tie",
+        yield make("FTS404", ctx.source, span, param=param, label="half-sharded tie",
                    notes=(f"the alias{'es' if len(plain) > 1 else ''} {', '.join(f'`{p}`' for p in plain)} "
                           "stay plain tensors while the others become a DTensor: the tie is silently broken",),
                    help="shard a module that contains every alias of the tie",
