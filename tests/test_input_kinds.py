@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from ftsc.cli import check_file, main
-from ftsc.diagnostics.render import render_text
 from ftsc.frontend import InputKind, load_file
 
 from .conftest import REPO
