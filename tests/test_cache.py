@@ -51,6 +51,9 @@ def project(tmp_path: Path) -> Path:
     (root / "helpers.py").write_text("WIDTH = 4\n")
     (root / "shape.json").write_text('{"extra": 0}\n')
     (root / "s.ftsc").write_text(SCHEDULE)
+    # Bytecode up to date before the first build: imports then read no source, so the module files
+    # must come from `sys.modules`, not from the `open` audit hook.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(root)], check=True)
     blocker = tmp_path / "block" / "torch"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
