@@ -84,6 +84,8 @@ OTHER_YAML = {
     "empty.yaml": "",
     "names.yaml": "- alpha\n- beta\n",
     "scalar.yaml": "just a string\n",
+    "manifests.yaml": "kind: Service\nmetadata: {name: a}\n---\nkind: Deployment\nmetadata: {name: b}\n",
+    "mkdocs.yml": "site_name: docs\nmarkdown_extensions:\n- emoji:\n    index: !!python/name:material.emoji.twemoji\n",
 }
 
 
@@ -115,6 +117,7 @@ def test_skip_unrecognized_is_silent(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ("0: [a, b]\n", "FTS102"),                                       # a phase that is not a mapping
     ("- params: [a]\n- params: [b]\n", "FTS102"),                    # phases as a list
     ("0:\n  params: [a]\n2:\n  params: [b]\n", "FTS201"),
+    ("0:\n  params: [a]\n---\n1:\n  params: [b]\n", "FTS001"),  # a schedule, then a second document
 ])
 def test_broken_schedules_are_still_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str], text: str, code: str) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ftsc import ir
 from ftsc.diagnostics import Diagnostic, make
-from ftsc.frontend.classify import looks_like_config, unrecognized
+from ftsc.frontend.classify import looks_like_config, unrecognized, unrecognized_stream
 from ftsc.frontend.fts_yaml import schedule_from_yaml
 from ftsc.frontend.lightning_config import load_lightning_config
 from ftsc.frontend.yaml_nodes import load_yaml
@@ -103,7 +103,7 @@ def load_text(source: SourceFile, kind: InputKind | None = None) -> Loaded:
         return Loaded(source, kind, schedule, diags, result.comments)
     root, diags = load_yaml(source)
     if root is None and diags:
-        return Loaded(source, kind, None, diags)
+        return Loaded(source, kind, None, diags, unrecognized=unrecognized_stream(source.text))
     other = unrecognized(root)
     if looks_like_config(root):
         assert root is not None

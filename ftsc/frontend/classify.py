@@ -2,7 +2,9 @@
 
 Input: the root `YNode` of a loaded YAML document. Output: whether it reads as a LightningCLI
 config (`looks_like_config`), and for a document that is neither a schedule nor a config, a
-one-line reason (`unrecognized`) that `ftsc check` prints when it skips the file. A document
+one-line reason (`unrecognized`) that `ftsc check` prints when it skips the file; a stream of
+several documents, which neither FTS nor LightningCLI reads, is judged by its first
+(`unrecognized_stream`). A document
 that could be a broken schedule (a phase-number key, a phase-shaped value) is always a
 schedule, so that its errors are reported. Never imports torch; never reports diagnostics.
 """
@@ -11,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from ftsc.frontend.yaml_nodes import YNode
+from ftsc.source import Span
 
 CONFIG_KEYS = frozenset({"trainer", "model", "data", "seed_everything", "optimizer", "lr_scheduler",
                          "ckpt_path", "fit", "validate", "test", "predict", "config"})
@@ -92,3 +97,38 @@ def unrecognized(root: YNode | None) -> str | None:
             return None
         return "the document is a list, not a mapping of phases"
     return "the document is a single value, not a mapping of phases"
+
+
+def _shallow(node: yaml.Node, depth: int = 2) -> YNode:
+    """A composed node as a `YNode` down to `depth` levels: mapping keys and nesting only."""
+    if isinstance(node, yaml.MappingNode) and depth > 0:
+        return YNode({k.value if isinstance(k, yaml.ScalarNode) else id(k): _shallow(v, depth - 1)
+                      for k, v in node.value}, Span(0, 0))
+    if isinstance(node, yaml.SequenceNode) and depth > 0:
+        return YNode([_shallow(v, depth - 1) for v in node.value], Span(0, 0))
+    return YNode(node.value if isinstance(node, yaml.ScalarNode) else None, Span(0, 0))
+
+
+def unrecognized_stream(text: str) -> str | None:
+    """Why YAML text holding several documents is neither a schedule nor a config (judged by its
+    first document's keys, without constructing any value); None for one document, a text that
+    does not parse, or a first document that could be a schedule or a config.
+
+    Example:
+        >>> unrecognized_stream("kind: Service\\n---\\nkind: Deployment\\n")
+        'the file holds several YAML documents; in the first, top-level key `kind` is neither a phase number nor a LightningCLI section'
+        >>> unrecognized_stream("0:\\n  params: [a]\\n---\\n1: {}\\n") is None
+        True
+    """
+    nodes: list[yaml.Node] = []
+    try:
+        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            nodes.append(node)
+            if len(nodes) > 1:
+                break
+    except (yaml.YAMLError, ValueError, RecursionError):
+        pass
+    if len(nodes) < 2:
+        return None
+    reason = unrecognized(_shallow(nodes[0]))
+    return None if reason is None else f"the file holds several YAML documents; in the first, {reason}"
