@@ -5,7 +5,8 @@ the model each schedule is checked against) that command-line flags override. Ne
 never looks above the project root (the first folder holding `.git` or a `pyproject.toml` with a
 `[tool.ftsc]` table), so a parent folder someone else controls cannot configure (or name code for) a run.
 
-Model keys: `manifest = "path.json"` (or `model = "pkg.mod:attr"` with `model_kwargs = {...}`)
+Model keys: `manifest = "path.json"` (or `model = "pkg.mod:attr"` / `"path/file.py:attr"`, paths
+relative to the pyproject.toml folder, with `model_kwargs = {...}`)
 for every schedule of the project, and `[tool.ftsc.manifests]`, a table of glob -> manifest path
 (globs match schedule paths relative to the pyproject.toml folder; the first match wins over
 `manifest`). Schedules outside the project folder get no model from the configuration.
@@ -196,6 +197,10 @@ def load_settings(start: Path | None = None, *, isolated: bool = False) -> Setti
             value = str(path.parent / value)
         elif key == "manifests":
             value = {k: str(path.parent / v) for k, v in value.items()}
+        elif key == "model":
+            module, sep, attr = value.rpartition(":")
+            if sep and (module.endswith(".py") or "/" in module or "\\" in module):
+                value = f"{path.parent / module}:{attr}"  # a file target, relative to the pyproject.toml
         elif key == "cache-dir":  # the `--model` structure cache (ftsc.model.cache)
             value = str(path.parent / value)
         setattr(settings, key.replace("-", "_"), value)

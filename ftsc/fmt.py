@@ -124,6 +124,7 @@ class _Line:
 
 
 _SUPPRESSION = re.compile(r"ftsc:\s*ignore\[")
+_LISTS = frozenset({"thaw", "wrap", "ignore"})
 
 
 def _join_governed(flat: list[_Line | None], line_of: dict[int, int], lines: set[int]) -> list[_Line | None]:
@@ -146,7 +147,15 @@ def _join_governed(flat: list[_Line | None], line_of: dict[int, int], lines: set
         first = parts[0]
         assert first is not None
         anchors = tuple(p.anchor for p in parts if p is not None and p.anchor is not None)
-        joined[idx[-1]] = _Line(first.depth, " ".join(p.text for p in parts if p is not None), max(anchors), anchors)
+        texts: list[str] = []
+        for p in parts:
+            assert p is not None
+            head, _, rest = p.text.partition(" ")
+            if texts and head in _LISTS and texts[-1].startswith(head + " "):
+                texts[-1] += ", " + rest  # `thaw a` + `thaw b` -> `thaw a, b`, as it was written
+            else:
+                texts.append(p.text)
+        joined[idx[-1]] = _Line(first.depth, " ".join(texts), max(anchors), anchors)
         dropped.update(idx[:-1])
     out: list[_Line | None] = []
     for i, ln in enumerate(flat):
