@@ -3,7 +3,7 @@
 Input: an `ir.Schedule`. Output: YAML text FinetuningScheduler reads with the same meaning,
 plus FTS501 diagnostics for what FTS YAML cannot express. Options, implicit-mode reinits and
 sharding settings live outside an FTS schedule file (callback and strategy arguments); they are
-written as a commented `init_args` block at the top. Never imports torch.
+written as commented `init_args` and `trainer` blocks at the top. Never imports torch.
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ def _options_comment(schedule: ir.Schedule) -> str:
     for key in ("early_stopping", "checkpoint"):
         if schedule.options.setting(key) is not None:
             extra[key] = schedule.options.get(key)
-    if not init_args and not extra:
+    trainer = _trainer(schedule)
+    if not init_args and not extra and not trainer:
         return ""
     lines = ["Converted by ftsc. FinetuningScheduler reads only the phases below; pass these",
              "options as the callback's init_args in your LightningCLI config:"]
@@ -107,4 +108,33 @@ def _options_comment(schedule: ir.Schedule) -> str:
     if extra:
         lines.append("FTSEarlyStopping / FTSCheckpoint settings:")
         lines += yaml.safe_dump(extra, sort_keys=False).splitlines()
+    if trainer:
+        lines.append("Trainer settings (the config's `trainer:`):")
+        lines += yaml.safe_dump({"trainer": trainer}, sort_keys=False).splitlines()
+    if schedule.fsdp is not None and schedule.fsdp.ignore:
+        lines.append("`fsdp` `ignore` (FSDPStrategy's ignored_modules) takes module objects: pass them in code.")
     return "".join(f"# {ln}\n" for ln in lines)
+
+
+_STRATEGY_PATHS = {"fsdp": "lightning.pytorch.strategies.FSDPStrategy",
+                   "fsdp2": "lightning.pytorch.strategies.ModelParallelStrategy"}
+
+
+def _trainer(schedule: ir.Schedule) -> dict[str, Any]:
+    """`max_epochs`, `precision` and the strategy (FSDP settings; `ignore` has no config form)."""
+    out: dict[str, Any] = {}
+    if schedule.options.setting("max_epochs") is not None:
+        out["max_epochs"] = schedule.options.get("max_epochs")
+    block = schedule.fsdp or schedule.fsdp2
+    if block is None:
+        return out
+    settings = {s.name: s.value.py() for s in block.settings}
+    if "precision" in settings:
+        out["precision"] = settings.pop("precision")
+    settings.pop("fsdp_default_kwargs", None)  # written under strategy_adapter_cfg
+    kind = "fsdp" if schedule.fsdp is not None else "fsdp2"
+    strategy: dict[str, Any] = {"class_path": _STRATEGY_PATHS[kind]}
+    if settings:
+        strategy["init_args"] = settings
+    out["strategy"] = strategy
+    return out

@@ -93,3 +93,57 @@ def test_pattern_conversion_that_would_add_a_finding_is_caught(tmp_path: Path) -
     bad = tmp_path / "bad.ftsc"
     bad.write_text("phase 0 {\n    thaw /model.classifier.*/\n}\n")
     assert "FTS205" in (_codes(str(bad), None) - _codes(str(src), None))
+
+
+def _commented_config(yaml_text: str) -> dict[str, object]:
+    """The YAML blocks of a converted file's header comments (prose lines left out)."""
+    import re
+
+    import yaml
+
+    rows = [row[2:] for row in yaml_text.splitlines() if row.startswith("# ")]
+    kept = [row for row in rows if row.startswith(" ") or re.match(r"[a-z_]+:( |$)", row)]
+    return yaml.safe_load("\n".join(kept)) or {}
+
+
+DSL_EXAMPLES = sorted((REPO / "examples").glob("*.ftsc"))
+
+
+@pytest.mark.parametrize("path", DSL_EXAMPLES, ids=[p.name for p in DSL_EXAMPLES])
+def test_yaml_header_is_a_working_config(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`.ftsc` -> FTS YAML: the commented callback arguments, early-stopping/checkpoint settings and
+    trainer settings, pasted into a LightningCLI config naming the YAML, give the `.ftsc`'s options
+    and sharding settings back."""
+    import yaml
+
+    from ftsc.convert import convert
+
+    dsl = load_file(str(path))
+    assert dsl.schedule is not None
+    text, _ = convert(dsl.schedule, "fts-yaml", source=dsl.source)
+    header = _commented_config(text)
+    (tmp_path / "s.yaml").write_text(text)
+    init_args = dict(header.get("init_args") or {}, ft_schedule="s.yaml")  # type: ignore[call-overload]
+    trainer = dict(header.get("trainer") or {})  # type: ignore[call-overload]
+    callbacks: list[dict[str, object]] = [{"class_path": "finetuning_scheduler.FinetuningScheduler",
+                                           "init_args": init_args}]
+    for key, cls in (("early_stopping", "FTSEarlyStopping"), ("checkpoint", "FTSCheckpoint")):
+        if key in header:
+            callbacks.append({"class_path": f"finetuning_scheduler.{cls}", "init_args": header[key]})
+    trainer["callbacks"] = callbacks
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"trainer": trainer}, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    config = load_file("c.yaml")
+    assert config.schedule is not None and [d for d in config.diagnostics if d.severity.value != "info"] == []
+
+    def options(schedule: object) -> dict[str, object]:
+        return {s.name: s.value.py() for s in schedule.options.settings}  # type: ignore[attr-defined]
+
+    def sharding(schedule: object) -> tuple[object, ...]:
+        out = []
+        for block in (schedule.fsdp, schedule.fsdp2):  # type: ignore[attr-defined]
+            out.append(None if block is None else {s.name: s.value.py() for s in block.settings})
+        return tuple(out)
+
+    assert options(config.schedule) == options(dsl.schedule)
+    assert sharding(config.schedule) == sharding(dsl.schedule)
