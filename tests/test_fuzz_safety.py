@@ -293,6 +293,7 @@ def hostile_argvs(kind: str, path: str, folder: Path, rng: random.Random) -> Ite
     yield ["check", str(sched), "--lightning-config", path]
     yield ["fmt", "--check", path] if path.endswith(".ftsc") else ["convert", path, "--to", "ftsc"]
     yield ["compile", str(sched), "--manifest", path]
+    yield ["explain", str(sched), "--manifest", str(manifest), "--lightning-config", path]
 
 
 def run_hostile(kind: str, folder: Path, rng: random.Random) -> list[Outcome]:
@@ -340,6 +341,20 @@ def test_tag_generator_reaches_fts001() -> None:
 def test_mutated_manifests(seed: int) -> None:
     rng = random.Random(seed)
     _assert_ok([check_manifest_doc(f"manifest seed={seed} #{i}", manifest_doc(rng)) for i in range(75)])
+
+
+def test_tagged_configs_through_explain(in_tmp: Path) -> None:
+    """`explain --lightning-config` reads the config for facts too: tags there are no internal error."""
+    rng = random.Random(5)
+    sched = in_tmp / "s.ftsc"
+    sched.write_text(MANIFEST_SCHEDULES[0], encoding="utf-8")
+    (in_tmp / "m.json").write_text(json.dumps(manifest_doc(random.Random(0))), encoding="utf-8")
+    outcomes = []
+    for i in range(20):
+        (in_tmp / "c.yaml").write_text(yaml_config(rng).replace("max_epochs", "precision"), encoding="utf-8")
+        argv = ["explain", str(sched), "--manifest", "m.json", "--lightning-config", "c.yaml"]
+        outcomes.append(judge(f"explain #{i}", *run_cli(argv)))
+    _assert_ok(outcomes)
 
 
 def test_mutated_manifests_on_the_command_line(in_tmp: Path) -> None:

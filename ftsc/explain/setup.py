@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ftsc import ir
@@ -53,9 +52,14 @@ def read_config_facts(path: str | None) -> ConfigFacts:
         return ConfigFacts()
     import yaml
 
+    from ftsc.source import ReadLimitError, read_regular
+
     try:
-        doc = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)  # noqa: S506 - safe loader
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        text = read_regular(path).decode("utf-8-sig")  # regular files only, within the size limit
+        doc = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - safe loader
+    # PyYAML's safe constructors raise plain Python errors for values their tag cannot read (`!!bool abc`).
+    except (OSError, UnicodeDecodeError, ReadLimitError, yaml.YAMLError, ValueError, TypeError, KeyError,
+            IndexError, AttributeError, OverflowError, RecursionError):
         return ConfigFacts()
     if not isinstance(doc, dict):
         return ConfigFacts()
