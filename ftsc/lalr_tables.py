@@ -58,7 +58,7 @@ def _decode_hook(obj: dict[str, Any]) -> Any:
         if "t" in obj:
             return tuple(obj["t"])
         if "d" in obj:
-            return {k: v for k, v in obj["d"]}  # noqa: C416 - pairs whose keys were decoded already
+            return {k: v for k, v in obj["d"]}
     return obj
 
 
@@ -81,7 +81,7 @@ def _from_json(text: str, grammar: str, callbacks: dict[str, Any]) -> Lark | Non
             or doc.get("lark") != lark.__version__:
         return None
     try:
-        return Lark._load_from_dict(doc["data"], doc["memo"], lexer_callbacks=callbacks,  # noqa: SLF001
+        return Lark._load_from_dict(doc["data"], doc["memo"], lexer_callbacks=callbacks,
                                     propagate_positions=OPTIONS["propagate_positions"])
     except Exception:  # noqa: BLE001 - a stale or damaged table file: rebuild instead
         return None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.test_fuzz_safety import (  # noqa: E402 - after the path set-up
+from tests.test_fuzz_safety import (
     HOSTILE,
     Outcome,
     check_manifest_doc,

@@ -246,7 +246,7 @@ def _symlink(path: Path, target: str) -> str:
 
 def _sparse(folder: Path) -> str:
     path = folder / "huge.ftsc"
-    with open(path, "wb") as f:  # noqa: PTH123
+    with open(path, "wb") as f:
         f.truncate(17 << 20)
     return str(path)
 

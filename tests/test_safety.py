@@ -562,7 +562,7 @@ def test_unbuildable_models_are_usage_errors(tmp_path: Path, capsys: pytest.Capt
 def test_stdout_on_a_full_device(tmp_path: Path, args: list[str]) -> None:
     """Reproducer: output to a full device was an internal error."""
     sched = _write(tmp_path / "s.ftsc", "phase 1 { thaw a }\n")
-    with open("/dev/full", "w") as full:  # noqa: PTH123
+    with open("/dev/full", "w") as full:
         result = _run([a.format(sched=sched) for a in args], tmp_path, stdout=full.fileno())
     assert result.returncode == 2
     assert result.stderr == "ftsc: error: no space left on device (writing the output)\n"

@@ -56,7 +56,7 @@ def read_config_facts(path: str | None) -> ConfigFacts:
 
     try:
         text = read_regular(path).decode("utf-8-sig")  # regular files only, within the size limit
-        doc = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - safe loader
+        doc = yaml.load(text, Loader=yaml.SafeLoader)
     # PyYAML's safe constructors raise plain Python errors for values their tag cannot read (`!!bool abc`).
     except (OSError, UnicodeDecodeError, ReadLimitError, yaml.YAMLError, ValueError, TypeError, KeyError,
             IndexError, AttributeError, OverflowError, RecursionError):
