@@ -131,6 +131,24 @@ def test_shipped_tables_parse_like_a_fresh_build() -> None:
         assert outcome(shipped, text) == outcome(fresh, text), text
 
 
+@pytest.mark.slow
+def test_wheel_ships_tables_for_its_grammar(tmp_path: Path) -> None:
+    """A built wheel carries the JSON tables, made for the grammar it ships (so an installed ftsc
+    uses them and never builds or caches tables)."""
+    import hashlib
+    import json
+    import zipfile
+
+    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path),
+                           str(REPO)], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        grammar = z.read("ftsc/_grammar/ftsc.lark")
+        tables = json.loads(z.read("ftsc/_parser_tables.json"))
+    assert tables["grammar_sha256"] == hashlib.sha256(grammar).hexdigest()
+
+
 def test_stale_tables_fall_back_to_an_owner_only_json_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables for another grammar are not used; the per-user cache folder is created 0700 and
     holds JSON (data), which a second load reads back."""
