@@ -118,6 +118,7 @@ def test_skip_unrecognized_is_silent(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ("- params: [a]\n- params: [b]\n", "FTS102"),                    # phases as a list
     ("0:\n  params: [a]\n2:\n  params: [b]\n", "FTS201"),
     ("0:\n  params: [a]\n---\n1:\n  params: [b]\n", "FTS001"),  # a schedule, then a second document
+    ("---\n" + "[" * 5000 + "\n---\na: 1\n", "FTS001"),         # nesting past the loader's limit
 ])
 def test_broken_schedules_are_still_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str], text: str, code: str) -> None:

@@ -11,11 +11,12 @@ schedule, so that its errors are reported. Never imports torch; never reports di
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
 
-from ftsc.frontend.yaml_nodes import YNode
+from ftsc.frontend.yaml_nodes import MAX_DEPTH, YNode
 from ftsc.source import Span
 
 CONFIG_KEYS = frozenset({"trainer", "model", "data", "seed_everything", "optimizer", "lr_scheduler",
@@ -99,14 +100,57 @@ def unrecognized(root: YNode | None) -> str | None:
     return "the document is a single value, not a mapping of phases"
 
 
-def _shallow(node: yaml.Node, depth: int = 2) -> YNode:
-    """A composed node as a `YNode` down to `depth` levels: mapping keys and nesting only."""
-    if isinstance(node, yaml.MappingNode) and depth > 0:
-        return YNode({k.value if isinstance(k, yaml.ScalarNode) else id(k): _shallow(v, depth - 1)
-                      for k, v in node.value}, Span(0, 0))
-    if isinstance(node, yaml.SequenceNode) and depth > 0:
-        return YNode([_shallow(v, depth - 1) for v in node.value], Span(0, 0))
-    return YNode(node.value if isinstance(node, yaml.ScalarNode) else None, Span(0, 0))
+_SEPARATOR = re.compile(r"^(?:---|\.\.\.)(?:[ \t]|$)", re.MULTILINE)
+_NO_KEY = object()
+
+
+def _first_document(text: str) -> tuple[YNode | None, int]:
+    """The first document of a YAML stream down to two levels (keys and nesting; deeper values
+    left out), and how many documents start (counting stops at 2); `(None, 0)` past the
+    loader's nesting limit. Built from parser events: iterative, nothing constructed."""
+    docs = 0
+    root: YNode | None = None
+    # frames: [container (dict, list, or None below two levels), pending mapping key]
+    stack: list[list[Any]] = []
+
+    def add(node: YNode) -> None:
+        nonlocal root
+        if not stack:
+            root = node
+            return
+        frame = stack[-1]
+        if isinstance(frame[0], list):
+            frame[0].append(node)
+        elif frame[1] is _NO_KEY:
+            frame[1] = node.value if isinstance(node.value, str | int | float | bool) or node.value is None else id(node)
+        else:
+            if frame[0] is not None:
+                frame[0][frame[1]] = node
+            frame[1] = _NO_KEY
+
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.DocumentStartEvent):
+                docs += 1
+                if docs > 1:
+                    break
+            elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                if len(stack) >= MAX_DEPTH:  # the loader refuses it anyway; PyYAML's scanner slows
+                    return None, 0           # down with every open flow level
+                container: dict[Any, YNode] | list[YNode] | None = None
+                if len(stack) < 2:
+                    container = {} if isinstance(event, yaml.MappingStartEvent) else []
+                stack.append([container, _NO_KEY])
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                container = stack.pop()[0]
+                add(YNode(container, Span(0, 0)))
+            elif isinstance(event, yaml.ScalarEvent):
+                add(YNode(event.value, Span(0, 0)))
+            elif isinstance(event, yaml.AliasEvent):
+                add(YNode(None, Span(0, 0)))
+    except yaml.YAMLError:
+        pass
+    return root, docs
 
 
 def unrecognized_stream(text: str) -> str | None:
@@ -120,15 +164,10 @@ def unrecognized_stream(text: str) -> str | None:
         >>> unrecognized_stream("0:\\n  params: [a]\\n---\\n1: {}\\n") is None
         True
     """
-    nodes: list[yaml.Node] = []
-    try:
-        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
-            nodes.append(node)
-            if len(nodes) > 1:
-                break
-    except (yaml.YAMLError, ValueError, RecursionError):
-        pass
-    if len(nodes) < 2:
+    if _SEPARATOR.search(text) is None:
         return None
-    reason = unrecognized(_shallow(nodes[0]))
+    first, docs = _first_document(text)
+    if docs < 2:
+        return None
+    reason = unrecognized(first)
     return None if reason is None else f"the file holds several YAML documents; in the first, {reason}"
