@@ -110,7 +110,7 @@ def _declares_ftsc(candidate: Path) -> bool:
     `load_settings` reports the problem instead of silently looking further up; a file that
     cannot be read at all (or is no regular file) does not count.
     """
-    if not candidate.exists():
+    if not _exists(candidate):
         return False
     try:
         data, doc = _read_toml(candidate)
@@ -147,9 +147,17 @@ def project_root(start: Path) -> Path | None:
     except OSError:
         return None
     for folder in (here, *here.parents):
-        if (folder / ".git").exists() or _declares_ftsc(folder / "pyproject.toml"):
+        if _exists(folder / ".git") or _declares_ftsc(folder / "pyproject.toml"):
             return folder
     return None
+
+
+def _exists(path: Path) -> bool:
+    """`path.exists()`, False where the system refuses to say (a folder without search permission)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def find_pyproject(start: Path) -> Path | None:

@@ -234,6 +234,22 @@ def test_project_root_and_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     capsys.readouterr()
 
 
+def test_project_root_survives_unsearchable_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder the system refuses to search (EACCES; root cannot reproduce it, so simulated) is
+    treated as holding nothing, not as an internal error."""
+    real_exists = Path.exists
+
+    def refusing(self: Path, *args: object, **kwargs: object) -> bool:
+        if "locked" in self.parts:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_exists(self)
+
+    (tmp_path / "locked" / "in").mkdir(parents=True)
+    (tmp_path / ".git").mkdir()
+    monkeypatch.setattr(Path, "exists", refusing)
+    assert project_root(tmp_path / "locked" / "in") == tmp_path.resolve()
+
+
 def test_config_model_only_for_the_projects_own_schedules(tmp_path: Path) -> None:
     """A configuration's model and manifests apply to schedules inside its project folder only."""
     _write(tmp_path / "proj" / "pyproject.toml", '[tool.ftsc]\nmodel = "pkg.mod:M"\n')
