@@ -299,13 +299,15 @@ def _is_read(mode: Any, flags: Any) -> bool:
 class Recorder:
     """Records what a build reads: modules loaded (`sys.modules` before and after) and files opened.
 
-    Use as a context manager around the build; then `files()` and `dists()` give what to key on.
+    Use as a context manager around the build; then `files()`, `project_modules()` and
+    `dists()` give what to key on. Written for the miss path of a transformers/lightning model
+    (4,000+ modules loaded): paths are compared as strings before anything is resolved.
     """
 
     def __init__(self, exclude: Iterable[Path] = ()) -> None:
         self.exclude = [p.resolve() for p in exclude]
         self.before: set[str] = set()
-        self.opened: list[tuple[Any, Any]] = []
+        self.opened: list[tuple[Any, Any, Any]] = []
 
     def __enter__(self) -> Recorder:
         global _RECORDING, _HOOKED
@@ -320,39 +322,61 @@ class Recorder:
         global _RECORDING
         _RECORDING = None
 
-    # -- what to key on --------------------------------------------------------------------
+    # -- where installed code lives ---------------------------------------------------------
 
     @staticmethod
-    def installed_folders() -> list[Path]:
-        """Folders of installed code: the standard library and every site-packages folder."""
+    def site_folders() -> list[str]:
+        """The site-packages folders (resolved, with a trailing separator)."""
         import site
-        import sysconfig
 
-        paths = sysconfig.get_paths()
-        found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-        found.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+        found = set(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
         if hasattr(site, "getusersitepackages"):
             found.add(site.getusersitepackages())
         found.update(p for p in sys.path if Path(p).name in _INSTALLED_NAMES)
-        out = []
-        for p in sorted(found):
+        return sorted({os.path.join(os.path.realpath(p), "") for p in found if os.path.isdir(p)})
+
+    @classmethod
+    def dist_folders(cls) -> list[str]:
+        """Folders distributions are installed in: site-packages, and `sys.path` folders holding a `.dist-info`."""
+        found = set(cls.site_folders())
+        for p in sys.path:
             try:
-                out.append(Path(p).resolve())
+                if p and any(e.endswith(".dist-info") for e in os.listdir(p)):
+                    found.add(os.path.join(os.path.realpath(p), ""))
             except OSError:
                 continue
-        return out
+        return sorted(found, key=len, reverse=True)  # the innermost folder first
 
-    def _skip(self, path: Path, installed: list[Path]) -> bool:
-        return any(path.is_relative_to(root) for root in (*installed, *self.exclude))
+    @classmethod
+    def installed_folders(cls) -> list[str]:
+        """Folders of installed code, whose files are not hashed: the standard library and site-packages.
 
-    def files(self) -> dict[str, str]:
-        """`{path: sha256}` of the project's module files loaded and the files opened for reading."""
-        installed = self.installed_folders()
-        candidates: set[str] = set()
-        for module in list(sys.modules.values()):
+        (Other folders holding distributions are hashed too: a project folder may hold a `.dist-info`.)
+        """
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        std = {paths[k] for k in ("stdlib", "platstdlib") if k in paths}
+        return sorted({os.path.join(os.path.realpath(p), "") for p in std} | set(cls.site_folders()))
+
+    def _modules(self) -> list[tuple[str, str]]:
+        """`(name, __file__)` of every loaded module with a file."""
+        out = []
+        for name, module in list(sys.modules.items()):
             file = getattr(module, "__file__", None)
             if isinstance(file, str):
-                candidates.add(file)
+                out.append((name, file))
+        return out
+
+    # -- what to key on ----------------------------------------------------------------------
+
+    def files(self) -> dict[str, str]:
+        """`{path: sha256}` of the project's module files loaded and the files opened for reading
+        (anything outside the standard library, installed packages, ftsc itself and the cache)."""
+        skip = tuple([*self.installed_folders(), *(os.path.join(str(p), "") for p in self.exclude),
+                      "/proc/", "/sys/", "/dev/"])
+        raw_skip = tuple({os.path.join(os.path.abspath(p.rstrip(os.sep)), "") for p in skip} | set(skip))
+        candidates = {file for _, file in self._modules()}
         for path, mode, flags in self.opened:
             if isinstance(path, bytes):
                 path = os.fsdecode(path)
@@ -360,59 +384,134 @@ class Recorder:
                 candidates.add(os.fspath(path))
         out: dict[str, str] = {}
         for file in sorted(candidates):
-            try:
-                path = Path(file).resolve()
-                if not path.is_file() or path.suffix == ".pyc" or "__pycache__" in path.parts:
-                    continue
-            except OSError:
+            file = os.path.abspath(file)
+            if file.startswith(raw_skip) or file.endswith(".pyc") or "__pycache__" in file:
                 continue
-            if path.parts[:2] in (("/", "proc"), ("/", "sys"), ("/", "dev")) or self._skip(path, installed):
+            real = os.path.realpath(file)
+            if real.startswith(skip) or not os.path.isfile(real):
                 continue
-            digest = _file_hash(str(path))
+            digest = _file_hash(real)
             if digest is not None:
-                out[str(path)] = digest
+                out[real] = digest
         return out
 
-    @staticmethod
-    def project_modules(files: set[str], path: list[str]) -> dict[str, str | None]:
+    def project_modules(self, files: set[str], path: list[str]) -> dict[str, str | None]:
         """`{top-level name: where it resolves along path}` for the modules loaded from `files`."""
-        names = set()
-        for name, module in list(sys.modules.items()):
-            file = getattr(module, "__file__", None)
-            if isinstance(file, str) and not name.startswith("_ftsc_model_"):
-                try:
-                    if str(Path(file).resolve()) in files:
-                        names.add(name.partition(".")[0])
-                except OSError:
-                    continue
+        names = {name.partition(".")[0] for name, file in self._modules()
+                 if not name.startswith("_ftsc_model_") and os.path.realpath(file) in files}
         return {name: locate(name, path) for name in sorted(names)}
 
-    @staticmethod
-    def dists() -> dict[str, tuple[str, str | None]]:
+    def dists(self) -> dict[str, tuple[str, str | None]]:
         """`{distribution: (version, METADATA path)}` of every distribution with a module loaded,
-        plus torch, transformers and lightning when installed (from package metadata, not imports)."""
-        import importlib.metadata as md
+        plus torch, transformers and lightning when installed (read from package metadata files,
+        never by importing).
 
-        tops = {name.partition(".")[0] for name in list(sys.modules)}
-        owners = md.packages_distributions()
-        names = {d for top in tops for d in owners.get(top, ())} | set(ALWAYS_VERSIONED)
+        A module's distribution is looked up in the site folder its file is in: first by name
+        (`torch` -> `torch-*.dist-info`), then through `top_level.txt`, then through `RECORD`.
+        """
+        folders = self.dist_folders()
+        raw = [(os.path.join(os.path.abspath(f.rstrip(os.sep)), ""), f) for f in folders]
+        tops: dict[str, str] = {}  # top-level name -> one file of it (resolving 4,000 paths is slow)
+        for name, file in self._modules():
+            top = name.partition(".")[0]
+            if top not in tops or name == top:
+                tops[top] = file
+        wanted: dict[str, set[str]] = {}  # folder -> top-level names loaded from it
+        for top, file in tops.items():
+            file = os.path.abspath(file)
+            folder = next((f for r, f in raw if file.startswith(r)), None)
+            if folder is None:
+                real = os.path.realpath(file)
+                folder = next((f for f in folders if real.startswith(f)), None)
+            if folder is not None:
+                wanted.setdefault(folder, set()).add(top)
+        found: set[str] = set()  # .dist-info folders
+        for folder, names in wanted.items():
+            found.update(_owners(folder, names))
+        for name in ALWAYS_VERSIONED:
+            info = next(filter(None, (_dist_infos(f).get(_normalize(name)) for f in folders)), None)
+            if info is not None:
+                found.add(info)
         out: dict[str, tuple[str, str | None]] = {}
-        for name in sorted(names):
-            try:
-                dist = md.distribution(name)
-            except md.PackageNotFoundError:
+        for info in sorted(found):
+            metadata_file = os.path.join(info, "METADATA")
+            if not os.path.isfile(metadata_file):
                 continue
-            base = getattr(dist, "_path", None)
-            metadata_file = None
-            if isinstance(base, Path):
-                for candidate in ("METADATA", "PKG-INFO"):
-                    if (base / candidate).is_file():
-                        metadata_file = str((base / candidate).resolve())
-                        break
-            version = metadata_version(metadata_file) if metadata_file else dist.version
-            if version is not None:
+            version = metadata_version(metadata_file)
+            name = _metadata_name(metadata_file)
+            if version is not None and name:
                 out[name] = (version, metadata_file)
-        return out
+        return dict(sorted(out.items()))
+
+
+def _normalize(name: str) -> str:
+    """A distribution name as PEP 503 compares it (`Lightning_Utilities` == `lightning-utilities`)."""
+    return "".join("-" if c in "-_." else c for c in name.lower())
+
+
+def _dist_infos(folder: str) -> dict[str, str]:
+    """`{normalized distribution name: .dist-info path}` in a site folder."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return {}
+    out = {}
+    for entry in sorted(entries):
+        if entry.endswith(".dist-info"):
+            out.setdefault(_normalize(entry[: -len(".dist-info")].partition("-")[0]), os.path.join(folder, entry))
+    return out
+
+
+def _owners(folder: str, names: set[str]) -> set[str]:
+    """The `.dist-info` folders owning the top-level modules `names` of a site folder."""
+    infos = _dist_infos(folder)
+    out: set[str] = set()
+    left = set()
+    for name in names:
+        info = infos.get(_normalize(name))
+        if info is not None:
+            out.add(info)
+        else:
+            left.add(name)
+    undeclared = []
+    for info in infos.values():  # top_level.txt: the names a distribution declares
+        if not left:
+            return out
+        try:
+            with open(os.path.join(info, "top_level.txt"), encoding="utf-8", errors="replace") as f:
+                hit = left & {line.strip() for line in f}
+        except OSError:
+            undeclared.append(info)
+            continue
+        if hit:
+            out.add(info)
+            left -= hit
+    for info in undeclared:  # else RECORD: the files it installed (`name/...` or `name.py`)
+        if not left:
+            break
+        try:
+            with open(os.path.join(info, "RECORD"), encoding="utf-8", errors="replace") as f:
+                text = "\n" + f.read()
+        except OSError:
+            continue
+        hit = {n for n in left if f"\n{n}/" in text or f"\n{n}.py," in text or f"\n{n}." in text}
+        if hit:
+            out.add(info)
+            left -= hit
+    return out
+
+
+def _metadata_name(metadata_file: str) -> str | None:
+    try:
+        with open(metadata_file, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                if line.startswith("Name:"):
+                    return line[len("Name:"):].strip()
+    except OSError:
+        return None
+    return None
 
 
 def _folders(dists: Mapping[str, tuple[str, str | None]]) -> dict[str, int]:
