@@ -117,9 +117,12 @@ def read_regular(path: str, limit: int = MAX_SOURCE_BYTES) -> bytes:
     with `fstat` on the open descriptor, so a swapped path cannot slip past the check.
 
     Raises:
-        ReadLimitError: when `path` is not a regular file or is larger than `limit`.
+        ReadLimitError: when `path` is not a regular file, is larger than `limit`, or its name
+            holds a NUL byte.
         OSError: when it cannot be opened or read (missing, permissions, name too long).
     """
+    if "\x00" in path:
+        raise ReadLimitError(f"{path!r}: a file name cannot contain a NUL byte")
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     try:

@@ -10,6 +10,7 @@ an internal error. Prints the count per kind and the first failures; exits 1 if 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -22,11 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.test_fuzz_safety import (
     HOSTILE,
+    MANIFEST_SCHEDULES,
     Outcome,
     check_manifest_doc,
     check_text_input,
     judge,
     manifest_doc,
+    pyproject_text,
     run_cli,
     run_hostile,
     yaml_config,
@@ -58,12 +61,30 @@ def main() -> int:
                 doc = manifest_doc(rng)
                 kind, outcome = "manifest", check_manifest_doc(f"#{i} {doc!r:.300}", doc)
                 text = ""
-            elif roll < 0.985:  # the same generators through the command line, every renderer
+            elif roll < 0.97:  # the same generators through the command line, every renderer, and explain
                 kind = "cli-yaml"
                 text = yaml_schedule(rng) if rng.random() < 0.6 else yaml_config(rng)
                 (folder / "in.yaml").write_text(text, encoding="utf-8")
                 fmt = rng.choice(["text", "json", "sarif", "github", "concise"])
-                outcome = judge(f"#{i}", *run_cli(["check", "--format", fmt, "in.yaml"]))
+                argv = ["check", "--format", fmt, "in.yaml"]
+                if rng.random() < 0.2:
+                    (folder / "m.json").write_text(json.dumps(manifest_doc(rng)), encoding="utf-8")
+                    (folder / "s.ftsc").write_text(MANIFEST_SCHEDULES[0], encoding="utf-8")
+                    argv = ["explain", "s.ftsc", "--manifest", "m.json", "--lightning-config", "in.yaml"]
+                outcome = judge(f"#{i} {' '.join(argv)}", *run_cli(argv))
+            elif roll < 0.985:  # [tool.ftsc] with wrong types and odd paths
+                kind = "pyproject"
+                text = pyproject_text(rng)
+                sub = folder / "proj"
+                sub.mkdir(exist_ok=True)
+                (sub / ".git").mkdir(exist_ok=True)
+                (sub / "pyproject.toml").write_text(text, encoding="utf-8")
+                (sub / "s.ftsc").write_text(MANIFEST_SCHEDULES[0], encoding="utf-8")
+                os.chdir(sub)
+                try:
+                    outcome = judge(f"#{i}", *run_cli(rng.choice([["check"], ["check", "s.ftsc"]])))
+                finally:
+                    os.chdir(folder)
             else:
                 hostile = kinds[i % len(kinds)]
                 results = run_hostile(hostile, folder, rng)

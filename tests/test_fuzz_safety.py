@@ -159,6 +159,21 @@ MANIFEST_SCHEDULES = [
 ]
 
 
+_TOML_VALUES = ['""', '"a\\u0000b"', '"/dev/zero"', '"s.ftsc"', '"m.json"', '"x.py:M"', '"pkg.mod:"', "1", "true",
+                "1.5", "[]", '["s.ftsc"]', '["/dev/zero", 3]', "{}", '{a = "b"}', '{"*.ftsc" = 3}', '"' + "a" * 300 + '"',
+                '"../../../etc/passwd"', '"FTS2"', '"json"', '"nope"']
+_TOML_KEYS = ["select", "ignore", "strict", "format", "files", "model", "model_kwargs", "manifest", "manifests",
+              "cache-dir", "bogus"]
+
+
+def pyproject_text(rng: random.Random) -> str:
+    """A `[tool.ftsc]` table with keys of the wrong types, odd paths, or not TOML at all."""
+    if rng.random() < 0.1:
+        return rng.choice(["[tool.ftsc", "[tool]\nftsc = 3\n", "[tool.ftsc]\nfiles = [\n", "\x00", "[tool.ftsc]\n= 1"])
+    keys = rng.sample(_TOML_KEYS, rng.randint(0, 4))
+    return "[tool.ftsc]\n" + "".join(f"{k} = {rng.choice(_TOML_VALUES)}\n" for k in keys if k != "model")
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One run: what was run and whether it broke the property (with why)."""
@@ -354,6 +369,18 @@ def test_tagged_configs_through_explain(in_tmp: Path) -> None:
         (in_tmp / "c.yaml").write_text(yaml_config(rng).replace("max_epochs", "precision"), encoding="utf-8")
         argv = ["explain", str(sched), "--manifest", "m.json", "--lightning-config", "c.yaml"]
         outcomes.append(judge(f"explain #{i}", *run_cli(argv)))
+    _assert_ok(outcomes)
+
+
+def test_hostile_pyproject_tables(in_tmp: Path) -> None:
+    """Wrong types and odd paths in `[tool.ftsc]`: `ftsc: error:` or a normal check, nothing else."""
+    rng = random.Random(3)
+    (in_tmp / "s.ftsc").write_text(MANIFEST_SCHEDULES[0], encoding="utf-8")
+    (in_tmp / "m.json").write_text(json.dumps(manifest_doc(random.Random(0))), encoding="utf-8")
+    outcomes = []
+    for i in range(40):
+        (in_tmp / "pyproject.toml").write_text(text := pyproject_text(rng), encoding="utf-8")
+        outcomes.append(judge(f"pyproject #{i}: {text!r}", *run_cli(rng.choice([["check"], ["check", "s.ftsc"]]))))
     _assert_ok(outcomes)
 
 
