@@ -22,6 +22,7 @@ class Private:
     module: str
     attr: str
     why: str
+    in_source: bool = False  # an attribute the module sets on other objects: looked up in its source
 
 
 PRIVATE: tuple[Private, ...] = (
@@ -69,6 +70,12 @@ PRIVATE: tuple[Private, ...] = (
             "an FSDP2 module's state, which holds its parameter groups (sharding self-check)"),
     Private("torch.distributed.fsdp._fully_shard._fsdp_state", "FSDPState._fsdp_param_groups",
             "the parameter groups one fully_shard call manages (sharding self-check)"),
+    Private("lightning.pytorch.callbacks.early_stopping", "EarlyStopping._check_on_train_epoch_end",
+            "a plain EarlyStopping replaced by FTSEarlyStopping keeps when it checks"),
+    Private("lightning.pytorch.callbacks.model_checkpoint", "ModelCheckpoint._save_on_train_epoch_end",
+            "FTSCheckpoint saves after validation unless told otherwise (FTS's default)"),
+    Private("torch.distributed.fsdp._fully_shard._fully_shard", "_is_fsdp_managed_module",
+            "a module a fully_shard call already manages is left out of the plan", in_source=True),
     Private("torch._dynamo", "reset",
             "a compiled model's graphs are dropped at each transition (a thawed parameter changes them)"),
 )
@@ -81,6 +88,12 @@ def lookup(entry: Private) -> Any:
         ImportError / AttributeError: when the pinned version no longer has it.
     """
     obj: Any = importlib.import_module(entry.module)
+    if entry.in_source:
+        import inspect
+
+        if entry.attr not in inspect.getsource(obj):
+            raise AttributeError(f"{entry.module} no longer mentions {entry.attr}")
+        return True
     for part in entry.attr.split("."):
         if isinstance(obj, type) and part in getattr(obj, "__slots__", ()):
             obj = getattr(obj, part)
@@ -110,7 +123,9 @@ def _lightning_optimizer_sample(cls: type) -> Any:
 _SAMPLES: dict[str, Callable[[type], Any]] = {"ModuleWrapPolicy": _module_wrap_policy_sample,
                                                "LightningModule": lambda cls: cls(), "FSDPStrategy": lambda cls: cls(),
                                                "FSDPState": lambda cls: cls(),
-                                               "LightningOptimizer": _lightning_optimizer_sample}
+                                               "LightningOptimizer": _lightning_optimizer_sample,
+                                               "EarlyStopping": lambda cls: cls(monitor="val_loss"),
+                                               "ModelCheckpoint": lambda cls: cls()}
 
 
 def _get(module: str, attr: str) -> Any:
@@ -232,6 +247,27 @@ def fsdp2_state_and_groups(module: Any) -> tuple[Any, list[Any]]:
     _get("torch.distributed.fsdp._fully_shard._fsdp_state", "FSDPState._fsdp_param_groups")
     state = module._get_fsdp_state()
     return state, list(state._fsdp_param_groups)
+
+
+def es_check_on_train_epoch_end(es: Any) -> bool | None:
+    """When an EarlyStopping checks: after the training epoch (True), after validation (False), or
+    decided at setup (None)."""
+    _get("lightning.pytorch.callbacks.early_stopping", "EarlyStopping._check_on_train_epoch_end")
+    return es._check_on_train_epoch_end  # type: ignore[no-any-return]
+
+
+def checkpoint_saves_on_train_epoch_end(ckpt: Any, value: bool | None = None) -> bool | None:
+    """A ModelCheckpoint's `save_on_train_epoch_end` (set to `value` when given)."""
+    _get("lightning.pytorch.callbacks.model_checkpoint", "ModelCheckpoint._save_on_train_epoch_end")
+    if value is not None:
+        ckpt._save_on_train_epoch_end = value
+    return ckpt._save_on_train_epoch_end  # type: ignore[no-any-return]
+
+
+def fsdp2_managed(module: Any) -> bool:
+    """Whether a fully_shard call already manages `module`."""
+    _get("torch.distributed.fsdp._fully_shard._fully_shard", "_is_fsdp_managed_module")
+    return bool(getattr(module, "_is_fsdp_managed_module", False))
 
 
 def compiled_with_dynamo(pl_module: Any) -> bool:

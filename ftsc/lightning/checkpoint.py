@@ -161,8 +161,8 @@ class FTSCheckpoint(ModelCheckpoint):
             if not self.monitor:
                 raise MisconfigurationException("restore_best needs a best checkpoint, but FTSCheckpoint monitors "
                                                 "nothing (monitor=None); set monitor or restore_best=False")
-        if self._save_on_train_epoch_end is None:
-            self._save_on_train_epoch_end = False
+        if _private.checkpoint_saves_on_train_epoch_end(self) is None:
+            _private.checkpoint_saves_on_train_epoch_end(self, False)
         super().setup(trainer, pl_module, stage)
 
     def _update_best_and_save(self, current: torch.Tensor, trainer: Any, monitor_candidates: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
+from ftsc.lightning import _private
 from ftsc.lightning.checkpoint import FTSCheckpoint
 from ftsc.lightning.early_stopping import FTSEarlyStopping
 from ftsc.lower.runtime import RuntimePlan
@@ -29,7 +30,7 @@ def _es_kwargs(es: EarlyStopping) -> dict[str, Any]:
     return {"monitor": es.monitor, "min_delta": abs(es.min_delta), "patience": es.patience, "verbose": es.verbose,
             "mode": es.mode, "strict": es.strict, "check_finite": es.check_finite,
             "stopping_threshold": es.stopping_threshold, "divergence_threshold": es.divergence_threshold,
-            "check_on_train_epoch_end": getattr(es, "_check_on_train_epoch_end", None),
+            "check_on_train_epoch_end": _private.es_check_on_train_epoch_end(es),
             "log_rank_zero_only": es.log_rank_zero_only}
 
 

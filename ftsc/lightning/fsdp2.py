@@ -67,7 +67,7 @@ def apply_plan(pl_module: torch.nn.Module, plan: list[tuple[str, dict[str, Any]]
     done: list[str] = []
     for name, kwargs in plan:
         module = pl_module.get_submodule(name)
-        if getattr(module, "_is_fsdp_managed_module", False):
+        if _private.fsdp2_managed(module):
             log.warning("ftsc: `%s` is already managed by a fully_shard group; plan entry skipped", name or "<root>")
             continue
         fs_kwargs, act_ckpt = fully_shard_kwargs(kwargs)
