@@ -35,6 +35,8 @@ def cell(graph: ModelGraph, group: Group, trainable: frozenset[str]) -> Cell:
     """
     if not group.params:
         return Cell("none", 0)
+    if trainable.isdisjoint(group.params):
+        return Cell("frozen", 0)
     on = [p for p in group.params if p in trainable]
     numel = sum(graph.numel(p) for p in dict.fromkeys(on))
     if not on:

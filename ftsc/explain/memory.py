@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ftsc.model.graph import ModelGraph
 
@@ -151,10 +152,13 @@ def flat_layout(graph: ModelGraph, params: Sequence[str], setup: Setup) -> tuple
     ws = setup.world_size
     spans: list[tuple[int, int]] = []
     total = 0
+    entries = graph.param_entries
+    align = 1
+    if setup.use_orig_params and params:  # each original parameter starts 16-byte aligned (one dtype per unit)
+        align = max(16 // itemsize(setup.param_dtype or _dtype(graph, params[0], setup)), 1)
     for p in params:
-        if setup.use_orig_params:  # each original parameter starts 16-byte aligned in the compute dtype
-            total += -total % max(16 // itemsize(setup.param_dtype or _dtype(graph, p, setup)), 1)
-        numel = graph.numel(p)
+        total += -total % align
+        numel = entries[p].numel
         spans.append((total, total + numel))
         total += numel
     if ws == 1:  # NO_SHARD: FSDP keeps the whole FlatParameter
@@ -177,17 +181,22 @@ def _overlap(start: int, end: int, lo: int, hi: int) -> int:
 
 
 def _per_rank_flat(graph: ModelGraph, group: Group, trainable: frozenset[str], setup: Setup,
-                   opt_bytes: list[int]) -> Memory:
+                   opt_bytes: list[int], cache: dict[int, tuple[list[tuple[int, int]], int]]) -> Memory:
     """An FSDP1 unit's bytes; optimizer bytes per rank are added to `opt_bytes`."""
     if not group.params:
         return Memory()
-    spans, shard = flat_layout(graph, group.params, setup)
+    key = id(group)  # the layout does not depend on the phase: computed once per group
+    if key not in cache:
+        cache[key] = flat_layout(graph, group.params, setup)
+    spans, shard = cache[key]
     dtype = _dtype(graph, group.params[0], setup)
     size = itemsize(dtype)
+    if trainable.isdisjoint(group.params):
+        return Memory(params=shard * size)
     trains = [p in trainable for p in group.params]
-    grads = shard * itemsize(setup.grad_dtype or dtype) if any(trains) else 0
+    grads = shard * itemsize(setup.grad_dtype or dtype)
     states = OPTIMIZER_STATES[setup.optimizer]
-    if states and any(trains):
+    if states:
         if not setup.use_orig_params:  # the optimizer holds the FlatParameter shard itself
             for r in range(len(opt_bytes)):
                 opt_bytes[r] += states * shard * size
@@ -235,7 +244,7 @@ def _ranks(setup: Setup, groups: Iterable[Group]) -> int:
 
 
 def phase_memory(graph: ModelGraph, setup: Setup, groups: Sequence[Group], trainable: frozenset[str],
-                 buffers: Memory) -> RankMemory:
+                 buffers: Memory, cache: dict[int, Any] | None = None) -> RankMemory:
     """Model-state bytes on the busiest rank while the parameters in `trainable` train.
 
     Args:
@@ -244,6 +253,8 @@ def phase_memory(graph: ModelGraph, setup: Setup, groups: Sequence[Group], train
         groups: how parameters are sharded (every parameter in at least one group).
         trainable: primary FQNs of the parameters that train in this phase.
         buffers: buffer bytes per rank (`buffer_bytes`).
+        cache: FlatParameter layouts by group, reused across the phases of one model (the
+            caller keeps `groups` alive while it holds the cache).
 
     Returns:
         The accelerator bytes (and host bytes of offloaded groups) of the busiest rank.
@@ -256,12 +267,13 @@ def phase_memory(graph: ModelGraph, setup: Setup, groups: Sequence[Group], train
         (80, 64, 128)
     """
     n = _ranks(setup, groups)
+    cache = {} if cache is None else cache
     device, host = Memory(), Memory()
     dev_opt, host_opt = [0] * n, [0] * n
     for g in groups:
         opt = host_opt if g.offload else dev_opt
         if g.layout == "flat":
-            part = _per_rank_flat(graph, g, trainable, setup, opt)
+            part = _per_rank_flat(graph, g, trainable, setup, opt, cache)
         else:
             part = _per_rank_dim0(graph, g, trainable, setup, opt)
         if g.offload:

@@ -164,10 +164,11 @@ def explain(schedule: ir.Schedule, ctx: AnalysisContext, setup: Setup, *, batch:
     estimated = batch is not None and seq is not None
     phases = []
     thawed: set[str] = set()
+    layouts: dict[int, object] = {}
     for ph in sorted(res.phases, key=lambda p: p.index):
         thawed.update(graph.primary(p) for p in ph.params)
         trainable = frozenset(thawed)
-        memory = phase_memory(graph, setup, groups, trainable, buffers)
+        memory = phase_memory(graph, setup, groups, trainable, buffers, layouts)
         acts = peak = None
         if estimated:
             assert batch is not None and seq is not None

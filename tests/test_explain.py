@@ -1,0 +1,173 @@
+"""`ftsc explain` from the command line: doc examples (golden text and Markdown), SPEC §5.3's JSON
+shape, FTS601, folding, argument errors, and no torch with `--manifest`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftsc.cli import main
+from ftsc.model.manifest import FORMAT
+
+from .conftest import REPO
+
+EXAMPLE = ["examples/explain/schedule.ftsc", "--manifest", "examples/explain/manifest.json"]
+
+
+def _doc_examples() -> list[tuple[str, str, str]]:
+    """(file, command, expected output) for every `$ ftsc explain ...` block with its output."""
+    out = []
+    for doc in ("docs/explain.md", "README.md"):
+        text = (REPO / doc).read_text(encoding="utf-8")
+        for m in re.finditer(r"```bash\n\$ (ftsc explain [^\n]*)\n```\n```text\n(.*?)```", text, re.DOTALL):
+            out.append((doc, m.group(1), m.group(2)))
+    return out
+
+
+@pytest.mark.parametrize("doc, command, expected", _doc_examples(), ids=lambda v: str(v)[:60])
+def test_doc_examples_print_what_the_docs_show(doc: str, command: str, expected: str,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each `ftsc explain` example in the docs prints exactly the output shown beside it."""
+    monkeypatch.chdir(REPO)
+    main(shlex.split(command)[1:])
+    assert capsys.readouterr().out == expected
+
+
+def test_doc_examples_exist() -> None:
+    """The explain page and the README show text and Markdown output."""
+    docs = {d for d, _, _ in _doc_examples()}
+    assert docs == {"docs/explain.md", "README.md"}
+    assert any("--format md" in c for _, c, _ in _doc_examples())
+
+
+def _json(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    rc = main(["explain", *args, "--format", "json"])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def test_json_has_the_spec_shape(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC §5.3: exactly these keys, a cell per unit per phase, model_states the sum."""
+    monkeypatch.chdir(REPO)
+    rc, doc = _json([*EXAMPLE, "--world-size", "8"], capsys)
+    assert rc == 0
+    assert list(doc) == ["version", "world_size", "optimizer", "units", "phases", "diagnostics"]
+    assert (doc["version"], doc["world_size"], doc["optimizer"]) == (1, 8, "adamw")
+    names = [u["name"] for u in doc["units"]]
+    assert names == ["backbone.0", "backbone.2", "backbone", "head"]  # Lightning flow: children are roots
+    assert all(set(u) == {"name", "numel", "dtype"} for u in doc["units"])
+    assert [p["index"] for p in doc["phases"]] == [0, 1, 2]
+    for p in doc["phases"]:
+        assert set(p) == {"index", "trainable_numel", "units", "memory"}
+        assert [c["name"] for c in p["units"]] == names
+        assert {c["state"] for c in p["units"]} <= {"trainable", "frozen", "partial", "none"}
+        assert p["trainable_numel"] == sum(c["trainable_numel"] for c in p["units"])
+        mem = p["memory"]
+        assert list(mem) == ["params", "buffers", "grads", "optimizer", "model_states", "activations", "peak"]
+        assert mem["model_states"] == mem["params"] + mem["buffers"] + mem["grads"] + mem["optimizer"]
+        assert mem["activations"] is None and mem["peak"] is None
+    assert [p["trainable_numel"] for p in doc["phases"]] == [33, 33 + 1056, 33 + 1056 + 288]
+    assert [c["state"] for c in doc["phases"][0]["units"]] == ["frozen", "frozen", "none", "trainable"]
+
+
+def test_estimates_only_with_batch_and_seq(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    """--batch/--seq fill activations and peak for transformer blocks; frozen lower blocks store nothing."""
+    manifest = _layered_manifest(tmp_path, 4)
+    sched = tmp_path / "s.ftsc"
+    sched.write_text('phase 0 { thaw glob "layers.3.**" }\nphase 1 { thaw glob "layers.0.**" }\n')
+    rc, doc = _json([str(sched), "--manifest", manifest, "--batch", "2", "--seq", "16"], capsys)
+    acts = [p["memory"]["activations"] for p in doc["phases"]]
+    assert rc == 0 and acts[0] > 0 and acts[1] == 4 * acts[0]  # 1 block stores activations, then all 4
+    assert all(p["memory"]["peak"] >= p["memory"]["model_states"] + p["memory"]["activations"]
+               for p in doc["phases"])
+    main(["explain", str(sched), "--manifest", manifest, "--batch", "2", "--seq", "16"])
+    assert "activations (estimate)" in capsys.readouterr().out
+
+
+def _layered_manifest(tmp_path: Path, n: int) -> str:
+    modules = [{"name": "", "class": "Net"}, {"name": "layers", "class": "torch.nn.modules.container.ModuleList"}]
+    params = []
+    for i in range(n):
+        modules += [{"name": f"layers.{i}", "class": "Block"}, {"name": f"layers.{i}.fc", "class": "Lin"}]
+        params += [{"name": f"layers.{i}.fc.weight", "shape": [24, 8]}, {"name": f"layers.{i}.fc.bias", "shape": [24]}]
+    doc = {"format": FORMAT, "version": 1, "target": None,
+           "classes": {"Net": [], "Block": [], "Lin": [], "torch.nn.modules.container.ModuleList": []},
+           "modules": modules, "parameters": params}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_fts601_names_the_phase_over_budget(capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-memory turns the phases that exceed it into FTS601 errors (exit 1), naming phase and contributors."""
+    monkeypatch.chdir(REPO)
+    rc, doc = _json([*EXAMPLE, "--world-size", "2", "--max-memory", "9KiB"], capsys)
+    found = [d for d in doc["diagnostics"] if d["code"] == "FTS601"]
+    assert rc == 1 and [d["data"]["phase"] for d in found] == [1, 2]
+    assert all(d["data"]["bytes"] > 9 * 1024 for d in found)
+    assert "optimizer state" in found[0]["notes"][0] and "`backbone.2`" in found[0]["notes"][1]
+    rc, doc = _json([*EXAMPLE, "--world-size", "2", "--max-memory", "1GiB"], capsys)
+    assert rc == 0 and not [d for d in doc["diagnostics"] if d["code"] == "FTS601"]
+
+
+def test_folds_repeated_layers_unless_all(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Identical consecutive layers fold into `layers.0–2 (x3)`; --all lists each."""
+    manifest = _layered_manifest(tmp_path, 4)
+    sched = tmp_path / "s.ftsc"
+    sched.write_text('phase 0 { thaw glob "layers.3.**" }\nfsdp2 { shard glob "layers.*" shard "" }\n')
+    main(["explain", str(sched), "--manifest", manifest])
+    out = capsys.readouterr().out
+    assert "layers.0–2 (x3)" in out and "layers.1 " not in out
+    main(["explain", str(sched), "--manifest", manifest, "--all"])
+    out = capsys.readouterr().out
+    assert "layers.1 " in out and "–" not in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--world-size", "0"], "--world-size must be a positive integer"),
+    (["--batch", "2"], "give both --batch and --seq"),
+    (["--max-memory", "lots"], "invalid size"),
+    ([], None),
+], ids=["world-size", "batch-alone", "max-memory", "no-model"])
+def test_bad_arguments_exit_2(args: list[str], message: str | None, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argument errors are `ftsc: error:` lines with exit status 2, never tracebacks."""
+    monkeypatch.chdir(REPO)
+    model = [] if message is None else EXAMPLE[1:]
+    assert main(["explain", EXAMPLE[0], *model, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ftsc: error:") and (message or "needs a model") in err
+
+
+def test_html_without_renderer_exits_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """--format html needs ftsc.explain.html; without it, a clear error and exit 2."""
+    import importlib.util
+
+    if importlib.util.find_spec("ftsc.explain.html") is not None:
+        pytest.skip("the HTML renderer is present (tested with it)")
+    monkeypatch.chdir(REPO)
+    assert main(["explain", *EXAMPLE, "--format", "html"]) == 2
+    assert "--format html is not available" in capsys.readouterr().err
+
+
+def test_explain_with_manifest_never_imports_torch(tmp_path: Path) -> None:
+    """`ftsc explain --manifest` works when importing torch fails, and never imports it."""
+    blocker = tmp_path / "block"
+    (blocker / "torch").mkdir(parents=True)
+    (blocker / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(REPO)])}
+    code = ("import sys; from ftsc.cli import main; rc = main(['explain', *sys.argv[1:], '--format', 'json']); "
+            "print('torch' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, *EXAMPLE], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("False") and '"phases"' in proc.stdout
