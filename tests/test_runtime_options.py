@@ -184,10 +184,9 @@ def test_fts_checkpoint_tracks_depths_as_fts_does(worsening: bool, tmp_path: Pat
         sched_cls = pkg.FinetuningScheduler if pkg else FinetuningScheduler
         ckpt_cls = pkg.FTSCheckpoint if pkg else FTSCheckpoint
         ckpt = ckpt_cls(dirpath=str(tmp_path / name), monitor="val_loss", save_top_k=1)
-        trainer, _ = fit([sched_cls(ft_schedule=copy.deepcopy(EPOCHS), epoch_transitions_only=True,  # FTS edits it
-                                    restore_best=False), ckpt],
-                         tmp_path / f"run-{name}", epochs=4, val_sign=-1.0 if worsening else 1.0,
-                         enable_checkpointing=True)
+        fit([sched_cls(ft_schedule=copy.deepcopy(EPOCHS), epoch_transitions_only=True,  # FTS edits it
+                       restore_best=False), ckpt],
+            tmp_path / f"run-{name}", epochs=4, val_sign=-1.0 if worsening else 1.0, enable_checkpointing=True)
         got[name] = (ckpt.current_ckpt_depth, ckpt.best_ckpt_depth, Path(ckpt.best_model_path).name,
                      ckpt._save_on_train_epoch_end)
     assert got["ftsc"] == got["fts"]
