@@ -113,11 +113,14 @@ def _storage_bytes(tensors: list[Any]) -> int:
 
 
 def _real(kind: str, ws: int, rank: int, prefixes: list[str], *, orig: bool = True,
-          mixed: bool = False) -> dict[str, int]:
-    """Bytes per category on `rank` after the second backward of a phase training `prefixes`."""
+          mixed: bool = False, bf16: bool = False, optimizer: str = "adamw") -> dict[str, int]:
+    """Bytes per category on `rank` after the second backward of a phase training `prefixes`
+    (`bf16`: the model converted to bfloat16 first, as Lightning's `bf16-true` does)."""
     _world(ws, rank)
     torch.manual_seed(0)
     model = Tiny()
+    if bf16:
+        model = model.to(torch.bfloat16)
     for n, p in model.named_parameters():
         p.requires_grad_(any(n.startswith(x) for x in prefixes))
     flat: list[Any] = []
@@ -145,7 +148,9 @@ def _real(kind: str, ws: int, rank: int, prefixes: list[str], *, orig: bool = Tr
     else:
         wrapped = model
     params = [p for p in wrapped.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=0.1)
+    opt = (torch.optim.SGD(params, lr=0.1, momentum=0.9) if optimizer == "sgd-momentum" else
+           torch.optim.SGD(params, lr=0.1) if optimizer == "sgd" else
+           torch.optim.Adam(params, lr=0.1) if optimizer == "adam" else torch.optim.AdamW(params, lr=0.1))
     ids = torch.randint(0, 13, (2, 5))
     for step in range(2):
         wrapped(ids).float().sum().backward()
@@ -164,12 +169,12 @@ def _graph() -> ModelGraph:
     return ModelGraph(extract(Tiny()))
 
 
-def _predicted(sharding: str, phases: str, ws: int) -> list[dict[str, int]]:
+def _predicted(sharding: str, phases: str, ws: int, optimizer: str = "adamw") -> list[dict[str, int]]:
     loaded = load_text(SourceFile("s.ftsc", phases + sharding))
     assert loaded.schedule is not None, loaded.diagnostics
     graph = _graph()
     ctx = prepare(loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph))
-    setup = schedule_setup(loaded.schedule, world_size=ws, optimizer="adamw", facts=ConfigFacts())
+    setup = schedule_setup(loaded.schedule, world_size=ws, optimizer=optimizer, facts=ConfigFacts())
     ex = explain(loaded.schedule, ctx, setup)
     return [{"params": p.memory.device.params, "grads": p.memory.device.grads,
              "optimizer": p.memory.device.optimizer, "buffers": p.memory.device.buffers} for p in ex.phases]
@@ -186,6 +191,7 @@ FSDP1 = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"] }}'
 FSDP1_FLAT = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"]  use_orig_params = false }}'
 FSDP1_MP = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"]  precision = "bf16-mixed" }}'
 FSDP2 = 'fsdp2 { shard glob "layers.*" shard "" }'
+FSDP2_BF16 = 'fsdp2 { precision = "bf16-true" shard glob "layers.*" shard "" }'
 
 
 @pytest.mark.parametrize("ws", [1, 2, 8])
@@ -193,19 +199,22 @@ FSDP2 = 'fsdp2 { shard glob "layers.*" shard "" }'
     ("fsdp", FSDP1, PHASES, PHASE_SETS, {}),
     ("fsdp", FSDP1_FLAT, ALIGNED, ALIGNED_SETS, {"orig": False}),
     ("fsdp", FSDP1_MP, PHASES, PHASE_SETS, {"mixed": True}),
+    ("fsdp", FSDP1_FLAT, ALIGNED, ALIGNED_SETS, {"orig": False, "optimizer": "sgd"}),
     ("fsdp2", FSDP2, PHASES, PHASE_SETS, {}),
-], ids=["fsdp1-orig", "fsdp1-flat", "fsdp1-bf16-mixed", "fsdp2"])
+    ("fsdp2", FSDP2_BF16, PHASES, PHASE_SETS, {"bf16": True, "optimizer": "sgd-momentum"}),
+], ids=["fsdp1-orig", "fsdp1-flat", "fsdp1-bf16-mixed", "fsdp1-flat-sgd", "fsdp2", "fsdp2-bf16-true-momentum"])
 def test_model_states_match_real_torch(worlds: None, ws: int, kind: str, sharding: str, phases: str,
                                        sets: list[list[str]], kw: dict[str, Any]) -> None:
     """Params, buffers, grads and optimizer bytes of the busiest rank equal real torch's, every phase."""
-    predicted = _predicted(sharding, phases, ws)
+    predicted = _predicted(sharding, phases, ws, kw.get("optimizer", "adamw"))
     assert len(predicted) == len(sets)
     for k, prefixes in enumerate(sets):
         assert predicted[k] == _busiest(kind, ws, prefixes, **kw), f"phase {k}"
 
 
-def test_single_device_matches_real_torch(worlds: None) -> None:
-    """Unsharded: whole parameters, gradients and AdamW state of the trainable ones."""
-    predicted = _predicted("", PHASES, 1)
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd-momentum"])
+def test_single_device_matches_real_torch(worlds: None, optimizer: str) -> None:
+    """Unsharded: whole parameters, gradients and optimizer state of the trainable ones."""
+    predicted = _predicted("", PHASES, 1, optimizer)
     for k, prefixes in enumerate(PHASE_SETS):
-        assert predicted[k] == _busiest("single", 1, prefixes), f"phase {k}"
+        assert predicted[k] == _busiest("single", 1, prefixes, optimizer=optimizer), f"phase {k}"
