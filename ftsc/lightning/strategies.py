@@ -74,7 +74,7 @@ def agree(trainer: pl.Trainer, problem: str | None) -> str | None:
         return problem
     gathered: list[str | None] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, problem)
-    return next((f"{p} (on rank {r})" for r, p in enumerate(gathered) if p), None)
+    return next((f"on rank {r}: {p}" for r, p in enumerate(gathered) if p), None)
 
 
 class Sharding:
