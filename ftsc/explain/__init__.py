@@ -75,8 +75,8 @@ def over_budget(ex: Explanation, budget: int, source: Any = None) -> list[Diagno
                        key=lambda u: (-u[0], u[1]))[:3]
         notes = ("largest contributors: " + ", ".join(f"{k} {human_bytes(v)}" for k, v in top),
                  "largest units: " + ", ".join(f"`{n}` {human_bytes(b)}" for b, n in units if b),
-                 f"what counts: {'the estimated peak' if ph.peak is not None else 'model states (exact)'} "
-                 f"on the busiest rank (rank {ph.memory.rank})")
+                 (f"what counts: {'the estimated peak' if ph.peak is not None else 'model states (exact)'} "
+                  f"on the busiest rank (rank {ph.memory.rank})"))
         out.append(make("FTS601", source, None, phase=ph.index, need=human_bytes(need), budget=human_bytes(budget),
                         notes=notes, help="shard over more ranks (--world-size), thaw fewer parameters in this "
                         "phase, offload to the CPU, or use an optimizer with less state",

@@ -176,13 +176,44 @@ def _dim0_local(graph: ModelGraph, param: str, ws: int) -> tuple[int, int]:
     return -(-rows // ws) * row, row
 
 
-def _overlap(start: int, end: int, lo: int, hi: int) -> int:
-    return max(0, min(end, hi) - max(start, lo))
+class RankBytes:
+    """Optimizer bytes per rank as range additions, so that any world size costs O(parameters).
+
+    Example:
+        >>> r = RankBytes(8)
+        >>> r.add(0, 8, 10); r.add(2, 4, 5); r.add(3, 3, 99)
+        >>> r.busiest(RankBytes(8))
+        (2, 15, 0)
+    """
+
+    def __init__(self, ranks: int) -> None:
+        self.ranks = ranks
+        self.delta: dict[int, int] = {}
+
+    def add(self, first: int, stop: int, value: int) -> None:
+        """Add `value` to every rank in `[first, stop)`."""
+        stop = min(stop, self.ranks)
+        if first >= stop or not value:
+            return
+        self.delta[first] = self.delta.get(first, 0) + value
+        self.delta[stop] = self.delta.get(stop, 0) - value
+
+    def busiest(self, host: RankBytes) -> tuple[int, int, int]:
+        """(rank, its bytes here, its bytes in `host`): most bytes here, then in `host`, then lowest rank."""
+        points = sorted({0, *self.delta, *host.delta} - {self.ranks})
+        best = (0, 0, 0)
+        here = there = 0
+        for r in points:
+            here += self.delta.get(r, 0)
+            there += host.delta.get(r, 0)
+            if (here, there) > best[1:]:
+                best = (r, here, there)
+        return best
 
 
 def _per_rank_flat(graph: ModelGraph, group: Group, trainable: frozenset[str], setup: Setup,
-                   opt_bytes: list[int], cache: dict[int, tuple[list[tuple[int, int]], int]]) -> Memory:
-    """An FSDP1 unit's bytes; optimizer bytes per rank are added to `opt_bytes`."""
+                   opt: RankBytes, cache: dict[int, Any]) -> Memory:
+    """An FSDP1 unit's bytes; its optimizer bytes per rank go to `opt`."""
     if not group.params:
         return Memory()
     key = id(group)  # the layout does not depend on the phase: computed once per group
@@ -193,25 +224,26 @@ def _per_rank_flat(graph: ModelGraph, group: Group, trainable: frozenset[str], s
     size = itemsize(dtype)
     if trainable.isdisjoint(group.params):
         return Memory(params=shard * size)
-    trains = [p in trainable for p in group.params]
     grads = shard * itemsize(setup.grad_dtype or dtype)
-    states = OPTIMIZER_STATES[setup.optimizer]
-    if states:
-        if not setup.use_orig_params:  # the optimizer holds the FlatParameter shard itself
-            for r in range(len(opt_bytes)):
-                opt_bytes[r] += states * shard * size
-        else:
-            for (start, end), on in zip(spans, trains, strict=True):
-                if not on or end == start:
-                    continue
-                first, last = start // shard, (end - 1) // shard
-                for r in range(first, min(last, len(opt_bytes) - 1) + 1):
-                    opt_bytes[r] += states * _overlap(start, end, r * shard, (r + 1) * shard) * size
+    per = OPTIMIZER_STATES[setup.optimizer] * size
+    if per and not setup.use_orig_params:  # the optimizer holds the FlatParameter shard itself
+        opt.add(0, opt.ranks, per * shard)
+    elif per:  # state for the elements of each trainable parameter in the rank's chunk
+        for (start, end), p in zip(spans, group.params, strict=True):
+            if end == start or p not in trainable:
+                continue
+            first, last = start // shard, (end - 1) // shard
+            if first == last:
+                opt.add(first, first + 1, per * (end - start))
+                continue
+            opt.add(first, first + 1, per * ((first + 1) * shard - start))
+            opt.add(first + 1, last, per * shard)
+            opt.add(last, last + 1, per * (end - last * shard))
     return Memory(params=shard * size, grads=grads)
 
 
 def _per_rank_dim0(graph: ModelGraph, group: Group, trainable: frozenset[str], setup: Setup,
-                   opt_bytes: list[int]) -> Memory:
+                   opt: RankBytes) -> Memory:
     """An FSDP2 group's bytes (or replicated parameters when `layout == "replica"`)."""
     ws = setup.world_size if group.layout == "dim0" else 1
     states = OPTIMIZER_STATES[setup.optimizer]
@@ -226,13 +258,17 @@ def _per_rank_dim0(graph: ModelGraph, group: Group, trainable: frozenset[str], s
         if not states:
             continue
         if ws == 1:
-            for r in range(len(opt_bytes)):
-                opt_bytes[r] += states * local * size
+            opt.add(0, opt.ranks, states * local * size)
             continue
-        rows = graph.param_entries[p].shape[0] if graph.param_entries[p].shape else 1
+        # Rank r holds rows [r*per, (r+1)*per) of the real rows: full chunks, then a remainder.
+        shape = graph.param_entries[p].shape
+        rows = shape[0] if shape else 1
+        if not rows:
+            continue
         per = -(-rows // ws)
-        for r in range(min(len(opt_bytes), -(-rows // per) if per else 0)):
-            opt_bytes[r] += states * _overlap(0, rows, r * per, (r + 1) * per) * row * size
+        full = rows // per
+        opt.add(0, full, states * per * row * size)
+        opt.add(full, full + 1, states * (rows - full * per) * row * size)
     return Memory(params=params, grads=grads)
 
 
@@ -269,7 +305,7 @@ def phase_memory(graph: ModelGraph, setup: Setup, groups: Sequence[Group], train
     n = _ranks(setup, groups)
     cache = {} if cache is None else cache
     device, host = Memory(), Memory()
-    dev_opt, host_opt = [0] * n, [0] * n
+    dev_opt, host_opt = RankBytes(n), RankBytes(n)
     for g in groups:
         opt = host_opt if g.offload else dev_opt
         if g.layout == "flat":
@@ -281,12 +317,12 @@ def phase_memory(graph: ModelGraph, setup: Setup, groups: Sequence[Group], train
         else:
             device = device + part
     # The busiest rank: accelerator bytes first, host bytes to break ties.
-    rank = max(range(n), key=lambda r: (dev_opt[r], host_opt[r], -r))
-    device = device + Memory(optimizer=dev_opt[rank]) + buffers
+    rank, dev_bytes, host_bytes = dev_opt.busiest(host_opt)
+    device = device + Memory(optimizer=dev_bytes) + buffers
     if setup.kind == "ddp":  # the reducer's gradient buckets: one more copy (gradient_as_bucket_view=False)
         device = device + Memory(grads=device.grads)
     offloaded = any(g.offload for g in groups)
-    return RankMemory(device=device, host=host + Memory(optimizer=host_opt[rank]) if offloaded else None, rank=rank)
+    return RankMemory(device=device, host=host + Memory(optimizer=host_bytes) if offloaded else None, rank=rank)
 
 
 def buffer_bytes(graph: ModelGraph, setup: Setup, uncast: Iterable[str] = ()) -> Memory:

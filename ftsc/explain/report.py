@@ -17,7 +17,7 @@ from ftsc.explain import setup as setups
 from ftsc.explain.activations import activation_bytes, transformer_blocks
 from ftsc.explain.matrix import Cell, cell
 from ftsc.explain.memory import Group, Memory, RankMemory, Setup, buffer_bytes, itemsize, phase_memory
-from ftsc.model.graph import ModelGraph, parent_of, within
+from ftsc.model.graph import ModelGraph, parent_of
 from ftsc.shard.fsdp1 import BATCHNORM
 
 UNSHARDED = "<unsharded>"
@@ -116,14 +116,14 @@ def _uncast_buffers(graph: ModelGraph, groups: Sequence[Group], ctx: AnalysisCon
     unit with mixed precision off (BatchNorm)."""
     if ctx.fsdp1 is None:
         return []
-    units = sorted(((g.name, g.no_buffer_cast) for g in groups if g.layout == "flat"),
-                   key=lambda u: len(u[0]), reverse=True)
-    ignored = ctx.fsdp1.spec.ignored
+    units = {g.name: g.no_buffer_cast for g in groups if g.layout == "flat"}
+    ignored = set(ctx.fsdp1.spec.ignored)
     out = []
     for b in graph.manifest.buffers:
         owner = parent_of(b.name)
-        unit = next((u for u in units if within(owner, u[0])), None)
-        if unit is None or unit[1] or any(within(owner, m) for m in ignored):
+        while owner not in units and owner not in ignored and owner:  # innermost unit or ignored module
+            owner = parent_of(owner)
+        if owner in ignored or owner not in units or units[owner]:
             out.append(b.name)
     return out
 
@@ -178,7 +178,8 @@ def explain(schedule: ir.Schedule, ctx: AnalysisContext, setup: Setup, *, batch:
         phases.append(PhaseReport(index=ph.index, trainable=trainable,
                                   cells=tuple(cell(graph, g, trainable) for g in groups),
                                   memory=memory, activations=acts, peak=peak))
-    numels = tuple(sum(graph.numel(p) for p in g.params) for g in groups)
+    entries = graph.param_entries
+    numels = tuple(sum(entries[p].numel for p in g.params) for g in groups)
     dtypes = tuple(_dtype_of(graph, g, setup) for g in groups)
     return Explanation(graph=graph, setup=setup, groups=tuple(groups), numels=numels, dtypes=dtypes, phases=tuple(phases),
                        estimated=estimated)

@@ -112,8 +112,8 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
                    unit=unit.name or "<root>", dtypes=dtypes.replace("`", ""),
                    label=f"{unit_label(unit.name, unit.root)} mixes dtypes",
                    notes=(f"parameters by dtype: {listing}",
-                          "FSDP wraps the model only if every FlatParameter has one dtype (\"Must flatten tensors "
-                          "with uniform dtype\"), with `use_orig_params` either way"),
+                          ("FSDP wraps the model only if every FlatParameter has one dtype (\"Must flatten tensors "
+                           "with uniform dtype\"), with `use_orig_params` either way")),
                    help=f"wrap the modules of the other dtype in their own units ({wrap}), or build the model in "
                         "one dtype (e.g. do not upcast trainable parameters)",
                    data={"unit": unit.name, "dtypes": {d: ps for d, ps in groups.items()}})

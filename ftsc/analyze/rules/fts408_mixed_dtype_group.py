@@ -9,7 +9,6 @@ from ftsc.analyze.context import AnalysisContext
 from ftsc.analyze.rules.fts306_mixed_dtype_unit import describe, dtype_groups, stored_dtype
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.diagnostics.rule import Rule, Severity
-from ftsc.model.graph import ModelGraph
 
 RULE = Rule(
     code="FTS408", name="mixed-dtype-group", severity=Severity.ERROR, needs_model=True,
@@ -57,6 +56,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
 
     Example:
         >>> from dataclasses import replace
+        >>> from ftsc.model.graph import ModelGraph
         >>> s, ctx = AnalysisContext.example('phase 0 { thaw a.w } phase 1 { thaw b.w } fsdp2 { shard "" }',
         ...                                  ["a.w", "b.w"])
         >>> m = ctx.graph.manifest
