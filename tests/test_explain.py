@@ -171,3 +171,45 @@ def test_explain_with_manifest_never_imports_torch(tmp_path: Path) -> None:
                           timeout=60, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("False") and '"phases"' in proc.stdout
+
+
+CONFIG = """\
+trainer:
+  devices: 4
+  num_nodes: 2
+  precision: bf16-true
+  strategy:
+    class_path: lightning.pytorch.strategies.FSDPStrategy
+    init_args:
+      auto_wrap_policy: !!set {torch.nn.Linear: null}
+  callbacks:
+  - class_path: finetuning_scheduler.FinetuningScheduler
+    init_args:
+      ft_schedule: sched.yaml
+optimizer:
+  class_path: torch.optim.SGD
+  init_args: {lr: 0.1, momentum: 0.9}
+"""
+
+
+def test_lightning_config_gives_world_size_precision_and_optimizer(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A LightningCLI config (as FILE or --lightning-config with an FTS YAML schedule) sets the world size
+    (devices x num_nodes), the stored dtype (`bf16-true`) and the optimizer (SGD with momentum); flags win."""
+    (tmp_path / "sched.yaml").write_text("0:\n  params:\n  - head.*\n1:\n  params:\n  - backbone.2.*\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    manifest = str(REPO / "examples/explain/manifest.json")
+    rc, doc = _json([str(config), "--manifest", manifest], capsys)
+    assert rc == 0 and (doc["world_size"], doc["optimizer"]) == (8, "sgd-momentum")
+    assert {u["dtype"] for u in doc["units"]} == {"bfloat16", "none"}
+    head = next(u for u in doc["units"] if u["name"] == "head")
+    assert head["numel"] == 33
+    rc, flags = _json([str(tmp_path / "sched.yaml"), "--lightning-config", str(config), "--manifest", manifest,
+                       "--optimizer", "adam", "--world-size", "2"], capsys)
+    assert rc == 0 and (flags["world_size"], flags["optimizer"]) == (2, "adam")
+    assert [p["trainable_numel"] for p in flags["phases"]] == [33, 33 + 1056]
+    # bf16 storage halves the parameter bytes of the float32 build
+    config.write_text(CONFIG.replace("bf16-true", "32-true"))
+    _, fp32 = _json([str(config), "--manifest", manifest], capsys)
+    assert fp32["phases"][0]["memory"]["params"] > doc["phases"][0]["memory"]["params"]
