@@ -358,7 +358,8 @@ _SELECTORS = ["enc.0.weight", "enc.0.bias", "enc.1.weight", "head.weight", "head
 
 @st.composite
 def _program(draw: st.DrawFn) -> str:
-    """A schedule as statements, with random line breaks between (and inside) them."""
+    """A schedule as statements (phases, reinits, sharding, comments), with random line breaks
+    between (and inside) them."""
     stmts: list[str] = []
     if draw(st.booleans()):
         stmts += ["schedule {", f"max_depth = {draw(st.integers(-1, 3))}", "}"]
@@ -370,10 +371,17 @@ def _program(draw: st.DrawFn) -> str:
             sep = draw(st.sampled_from([", ", ",\n"]))
             stmts.append("thaw " + sep.join(sels))
         if draw(st.booleans()):
-            stmts.append(f"lr = {draw(st.sampled_from(['0.1', '1e-3', '-1', '0']))}")
+            stmts.append(f"lr = {draw(st.sampled_from(['0.1', '1e-3', '2.5']))}")
         if draw(st.booleans()):
             stmts.append(f"until epoch {draw(st.integers(0, 3))}")
+        if draw(st.integers(0, 3)) == 0:
+            stmts += ["reinit lr_scheduler torch.optim.lr_scheduler.StepLR(step_size = 1)", "{",
+                      "use_current_optimizer_pg_lrs = true", "}"]
+        if draw(st.integers(0, 4)) == 0:
+            stmts.append("# a note\n")
         stmts.append("}")
+    if draw(st.integers(0, 2)) == 0:
+        stmts += ["fsdp {", "use_orig_params = true", f"wrap {draw(st.sampled_from(['enc.0', 'head', 'nothing']))}", "}"]
     text = stmts[0]
     for s in stmts[1:]:
         text += draw(st.sampled_from([" ", "\n"])) + s
