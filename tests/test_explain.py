@@ -213,3 +213,30 @@ def test_lightning_config_gives_world_size_precision_and_optimizer(tmp_path: Pat
     config.write_text(CONFIG.replace("bf16-true", "32-true"))
     _, fp32 = _json([str(config), "--manifest", manifest], capsys)
     assert fp32["phases"][0]["memory"]["params"] > doc["phases"][0]["memory"]["params"]
+
+
+def test_unparsable_schedule_reports_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A schedule with a syntax error gets its diagnostics (an empty report in JSON) and exit 1."""
+    monkeypatch.chdir(REPO)
+    bad = tmp_path / "bad.ftsc"
+    bad.write_text("phase 0 { thaw\n")
+    rc, doc = _json([str(bad), *EXAMPLE[1:]], capsys)
+    assert rc == 1 and doc["phases"] == [] and [d["code"] for d in doc["diagnostics"]] == ["FTS001"]
+    assert main(["explain", str(bad), *EXAMPLE[1:]]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "FTS001" in captured.err
+
+
+def test_manifest_keeps_parameter_and_buffer_dtypes() -> None:
+    """Manifests record parameter and buffer dtypes (float32 left out) and read old ones as float32."""
+    from ftsc.model.manifest import BufferEntry, from_json
+
+    doc = {"format": FORMAT, "version": 1, "modules": [{"name": "", "class": "Net"}],
+           "parameters": [{"name": "w", "shape": [2]}, {"name": "v", "shape": [2], "dtype": "bfloat16"}],
+           "buffers": [{"name": "b", "shape": [3], "dtype": "float16"}]}
+    m = from_json(doc)
+    assert [p.dtype for p in m.parameters] == ["float32", "bfloat16"]
+    assert m.buffers == (BufferEntry("b", (3,), "float16", True),)
+    again = from_json(json.loads(m.dumps()))
+    assert again == m and "dtype" not in json.loads(m.dumps())["parameters"][0]

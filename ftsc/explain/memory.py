@@ -61,7 +61,9 @@ def itemsize(dtype: str) -> int:
 class Setup:
     """How the model trains: what the memory arithmetic needs to know.
 
-    `kind` is one of `single`, `ddp`, `fsdp` (FSDP1) or `fsdp2`. `store_dtype` is the dtype
+    `kind` is one of `single`, `ddp`, `fsdp` (FSDP1) or `fsdp2`. `shard_size` is how many
+    ranks an FSDP1 FlatParameter is split over when that is not the world size (`NO_SHARD`: 1;
+    `HYBRID_SHARD`: the devices of one node). `store_dtype` is the dtype
     floating tensors are stored in (Lightning's `*-true` precisions), `buffer_dtype` FSDP1's
     mixed-precision buffer dtype, `grad_dtype` FSDP1's low-precision gradients
     (`keep_low_precision_grads`), `param_dtype` FSDP1's `MixedPrecision.param_dtype` (it sets
@@ -70,6 +72,7 @@ class Setup:
 
     kind: str = "single"
     world_size: int = 1
+    shard_size: int | None = None
     optimizer: str = "adamw"
     use_orig_params: bool = True
     store_dtype: str | None = None
@@ -85,6 +88,13 @@ class Setup:
             raise ValueError(f"Invalid optimizer: {self.optimizer!r}; expected one of {', '.join(OPTIMIZER_STATES)}.")
         if self.world_size < 1:
             raise ValueError(f"Invalid world size: {self.world_size}; expected a positive integer.")
+        if self.shard_size is not None and not 1 <= self.shard_size <= self.world_size:
+            raise ValueError(f"Invalid shard size: {self.shard_size}; expected 1 to the world size.")
+
+    @property
+    def flat_ranks(self) -> int:
+        """Ranks an FSDP1 FlatParameter is split over."""
+        return self.world_size if self.shard_size is None else self.shard_size
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,8 +158,10 @@ def flat_layout(graph: ModelGraph, params: Sequence[str], setup: Setup) -> tuple
         ([(0, 3), (4, 9)], 5)
         >>> flat_layout(g, ["a", "b"], Setup(kind="fsdp", world_size=2, use_orig_params=False))
         ([(0, 3), (3, 8)], 4)
+        >>> flat_layout(g, ["a", "b"], Setup(kind="fsdp", world_size=8, shard_size=1))
+        ([(0, 3), (4, 9)], 16)
     """
-    ws = setup.world_size
+    ws = setup.flat_ranks
     spans: list[tuple[int, int]] = []
     total = 0
     entries = graph.param_entries
@@ -161,11 +173,14 @@ def flat_layout(graph: ModelGraph, params: Sequence[str], setup: Setup) -> tuple
         numel = entries[p].numel
         spans.append((total, total + numel))
         total += numel
-    if ws == 1:  # NO_SHARD: FSDP keeps the whole FlatParameter
-        return spans, total
+    # The process group's size: the world, or one node under HYBRID_SHARD. With
+    # use_orig_params=True the total is padded to a multiple of it, even under NO_SHARD.
+    group = setup.world_size if ws == 1 else ws
     if setup.use_orig_params:
-        total += -total % ws
-    return spans, -(-total // ws)
+        total += -total % group
+    if ws == 1:  # NO_SHARD (or a world of one): FSDP keeps the whole FlatParameter
+        return spans, total
+    return spans, total // ws if setup.use_orig_params else -(-total // ws)
 
 
 def _dim0_local(graph: ModelGraph, param: str, ws: int) -> tuple[int, int]:
@@ -275,7 +290,7 @@ def _per_rank_dim0(graph: ModelGraph, group: Group, trainable: frozenset[str], s
 def _ranks(setup: Setup, groups: Iterable[Group]) -> int:
     """How many ranks can differ: FSDP1 `use_orig_params=True` and FSDP2 optimizer state."""
     if setup.kind in ("fsdp", "fsdp2") and any(g.layout != "replica" for g in groups):
-        return setup.world_size
+        return setup.flat_ranks if setup.kind == "fsdp" else setup.world_size
     return 1
 
 

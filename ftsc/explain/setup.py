@@ -38,6 +38,7 @@ class ConfigFacts:
 
     precision: str | None = None
     world_size: int | None = None
+    devices: int | None = None  # per node
     optimizer: str | None = None
 
 
@@ -71,6 +72,7 @@ def read_config_facts(path: str | None) -> ConfigFacts:
     init_args = model.get("init_args") if isinstance(model.get("init_args"), dict) else {}
     opt = doc.get("optimizer", init_args.get("optimizer"))
     return ConfigFacts(precision=None if precision is None else str(precision), world_size=world,
+                       devices=devices if type(devices) is int and devices > 0 else None,
                        optimizer=_optimizer_name(opt))
 
 
@@ -98,7 +100,8 @@ def schedule_setup(schedule: ir.Schedule, *, world_size: int | None, optimizer: 
                    facts: ConfigFacts) -> Setup:
     """The `Setup` for a schedule's sharding block and the CLI / config facts.
 
-    FSDP1: `precision` (Lightning's plugin: `*-mixed` casts floating buffers to the low dtype,
+    FSDP1: `sharding_strategy` (`NO_SHARD` keeps whole FlatParameters; `HYBRID_SHARD` shards
+    within a node: `trainer.devices` ranks); `precision` (Lightning's plugin: `*-mixed` casts floating buffers to the low dtype,
     `*-true` also stores parameters in it) and an explicit `mixed_precision` (wins over the
     plugin's); FSDP2 and unsharded: only `*-true` changes what is stored.
     """
@@ -111,9 +114,14 @@ def schedule_setup(schedule: ir.Schedule, *, world_size: int | None, optimizer: 
         dp = _setting(fsdp2.settings, "data_parallel_size") if fsdp2 else None
         world_size = dp if type(dp) is int else facts.world_size or 1
     kind = "fsdp" if fsdp else "fsdp2" if fsdp2 else ("ddp" if world_size > 1 else "single")
-    buffer_dtype = grad_dtype = param_dtype = None
+    buffer_dtype = grad_dtype = param_dtype = shard_size = None
     use_orig = True
     if fsdp is not None:
+        strategy = _setting(fsdp.settings, "sharding_strategy")
+        if strategy == "NO_SHARD":
+            shard_size = 1
+        elif strategy in ("HYBRID_SHARD", "_HYBRID_SHARD_ZERO2"):  # sharded within a node, replicated across
+            shard_size = min(facts.devices or world_size, world_size)
         orig = _setting(fsdp.settings, "use_orig_params")
         use_orig = True if orig is None else bool(orig)
         if precision in _PRECISION:  # Lightning's FSDPPrecision: param, reduce and buffer dtype alike
@@ -125,7 +133,7 @@ def schedule_setup(schedule: ir.Schedule, *, world_size: int | None, optimizer: 
             compute = param_dtype or compute
             if mp.get("keep_low_precision_grads") and param_dtype:
                 grad_dtype = param_dtype
-    return Setup(kind=kind, world_size=world_size, optimizer=optimizer or facts.optimizer or "adamw",
+    return Setup(kind=kind, world_size=world_size, shard_size=shard_size, optimizer=optimizer or facts.optimizer or "adamw",
                  use_orig_params=use_orig, store_dtype=store, buffer_dtype=buffer_dtype, grad_dtype=grad_dtype,
                  param_dtype=param_dtype,
                  compute_dtype=compute)
