@@ -582,15 +582,32 @@ _HOSTILE_MODELS = textwrap.dedent("""\
             self.fc = nn.Linear(2, 2)
         def named_modules(self, *args, **kwargs):
             raise SystemExit(3)
+
+    class IntNames(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+        def named_parameters(self, *args, **kwargs):
+            yield (3, self.fc.weight)
+
+    class OrphanParameter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+        def named_parameters(self, *args, **kwargs):
+            yield ("ghost.weight", self.fc.weight)
     """)
 
 
 @pytest.mark.torch
 @pytest.mark.parametrize(("name", "expected"), [("RaisingParameters", "named_parameters exploded"),
                                                 ("NoSuperInit", "super().__init__()"), ("Lazy", "LazyLinear"),
-                                                ("ExitingModules", "SystemExit")])
-def test_unbuildable_models_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
-                                             expected: str) -> None:
+                                                ("ExitingModules", "SystemExit"),
+                                                ("IntNames", "`name` must be a string"),
+                                                ("OrphanParameter", "has no module 'ghost'")])
+def test_unbuildable_models_are_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str], name: str, expected: str) -> None:
+    monkeypatch.chdir(tmp_path)  # any structure cache lands here, not in the checkout
     models = _write(tmp_path / "hostile_models.py", _HOSTILE_MODELS)
     sched = _write(tmp_path / "s.ftsc", "phase 0 { thaw fc.weight }\n")
     assert main(["check", str(sched), "--model", f"{models}:{name}"]) == 2

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ftsc.model.manifest import BufferEntry, Manifest, ModuleEntry, ParamEntry
+from ftsc.model.manifest import BufferEntry, Manifest, ManifestError, ModuleEntry, ParamEntry, from_json
 
 LIGHTNING_MODULES = ("lightning.pytorch.core.module.LightningModule", "pytorch_lightning.core.module.LightningModule")
 
@@ -344,7 +344,13 @@ def manifest_for(target: str, kwargs: Mapping[str, Any] | None = None) -> Manife
     try:
         with contextlib.redirect_stdout(sys.stderr):
             check_structure(module, target)
-            return extract(module, target)
+            manifest = extract(module, target)
+        # What overrides of named_parameters() & co. report must form a manifest a file could hold.
+        from_json(manifest.to_json())
+        return manifest
+    except ManifestError as err:
+        raise ModelLoadError(f"--model `{target}`: the modules and parameters the model reports do not form a "
+                             f"valid structure: {err}") from None
     except ModelLoadError:
         raise
     except BaseException as err:  # user overrides of named_parameters() & co. may raise anything
