@@ -33,6 +33,12 @@ from ftsc.source import SourceFile
 from tests.conftest import REPO
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts in its own empty folder: no `[tool.ftsc]` or cache of the checkout applies."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 60,
          stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
