@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,3 +225,30 @@ def test_single_device_matches_real_torch(worlds: None, optimizer: str) -> None:
     predicted = _predicted("", PHASES, 1, optimizer)
     for k, prefixes in enumerate(PHASE_SETS):
         assert predicted[k] == _busiest("single", 1, prefixes, optimizer=optimizer), f"phase {k}"
+
+
+def test_ddp_counts_the_reducer_buckets() -> None:
+    """DDP: whole parameters, gradients plus the reducer's buckets (gradient_as_bucket_view=False),
+    AdamW state: equal to a real gloo DDP process (fake process groups cannot run DDP)."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from ftsc.explain.memory import Setup
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run([sys.executable, "-m", "tests.explain_ddp_probe", str(port)], check=False,
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    real = json.loads(proc.stdout.strip().splitlines()[-1])
+    loaded = load_text(SourceFile("s.ftsc", PHASES))
+    assert loaded.schedule is not None
+    graph = _graph()
+    ctx = prepare(loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph))
+    ex = explain(loaded.schedule, ctx, Setup(kind="ddp", world_size=1))
+    predicted = [{"params": p.memory.device.params, "grads": p.memory.device.grads,
+                  "optimizer": p.memory.device.optimizer, "buffers": p.memory.device.buffers} for p in ex.phases]
+    assert predicted == real

@@ -20,8 +20,8 @@ after `backward()`; verified differentially in tests/test_explain_memory.py):
   `keep_low_precision_grads`; optimizer states are `zeros_like(param)`. Adam's `step` is a
   host scalar and costs no accelerator memory.
 - DDP keeps its reducer's gradient buckets beside `param.grad` (Lightning's default
-  `gradient_as_bucket_view=False`): trainable gradients count twice (not verified on CPU:
-  DDP does not run on the fake process group).
+  `gradient_as_bucket_view=False`): trainable gradients count twice (verified against a gloo
+  process's `bucket_sizes`).
 - Buffers are never sharded; FSDP1 mixed precision casts floating buffers to `buffer_dtype`
   (BatchNorm units keep theirs).
 """
