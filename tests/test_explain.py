@@ -240,3 +240,21 @@ def test_manifest_keeps_parameter_and_buffer_dtypes() -> None:
     assert m.buffers == (BufferEntry("b", (3,), "float16", True),)
     again = from_json(json.loads(m.dumps()))
     assert again == m and "dtype" not in json.loads(m.dumps())["parameters"][0]
+
+
+def test_cpu_offload_moves_model_states_to_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """FSDP1 `cpu_offload` and FSDP2 `offload_policy` report parameters, gradients and optimizer
+    state in the sibling `host` object; the accelerator keeps the rest (SPEC §5.3)."""
+    manifest = _layered_manifest(tmp_path, 2)
+    sched = tmp_path / "s.ftsc"
+    phases = 'phase 0 { thaw glob "layers.1.**" }\n'
+    for block in ("fsdp { cpu_offload = true }", "fsdp2 { fsdp_default_kwargs = { offload_policy = {} } shard \"\" }"):
+        sched.write_text(phases + block + "\n")
+        rc, doc = _json([str(sched), "--manifest", manifest, "--world-size", "2"], capsys)
+        sched.write_text(phases + block.replace("cpu_offload = true", "").replace("offload_policy = {}", "") + "\n")
+        rc2, plain = _json([str(sched), "--manifest", manifest, "--world-size", "2"], capsys)
+        mem, ref = doc["phases"][0]["memory"], plain["phases"][0]["memory"]
+        assert rc == rc2 == 0 and "host" not in ref
+        assert mem["params"] == mem["grads"] == mem["optimizer"] == 0
+        assert {k: mem["host"][k] for k in ("params", "grads", "optimizer")} == \
+            {k: ref[k] for k in ("params", "grads", "optimizer")}

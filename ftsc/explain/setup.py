@@ -133,6 +133,10 @@ def schedule_setup(schedule: ir.Schedule, *, world_size: int | None, optimizer: 
             compute = param_dtype or compute
             if mp.get("keep_low_precision_grads") and param_dtype:
                 grad_dtype = param_dtype
+    if fsdp2 is not None:  # the default mp_policy's param_dtype is what forward computes in
+        mp_policy = fsdp2_kwargs(schedule, None).get("mp_policy")
+        if isinstance(mp_policy, dict) and dtype_name(mp_policy.get("param_dtype")):
+            compute = dtype_name(mp_policy.get("param_dtype")) or compute
     return Setup(kind=kind, world_size=world_size, shard_size=shard_size, optimizer=optimizer or facts.optimizer or "adamw",
                  use_orig_params=use_orig, store_dtype=store, buffer_dtype=buffer_dtype, grad_dtype=grad_dtype,
                  param_dtype=param_dtype,
