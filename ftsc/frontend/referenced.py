@@ -49,7 +49,7 @@ def open_referenced(referrer: SourceFile, name: str) -> Referenced:
 
     Example:
         >>> from ftsc.source import SourceFile
-        >>> open_referenced(SourceFile("cfg.yaml", ""), "/proc/self/environ").label
+        >>> open_referenced(SourceFile("cfg.yaml", ""), "/").label  # the filesystem root: outside any project
         'outside the project folder: not read'
     """
     candidates = list(dict.fromkeys([Path(name), Path(referrer.path).parent / name]))
