@@ -258,3 +258,14 @@ def test_cpu_offload_moves_model_states_to_host(tmp_path: Path, capsys: pytest.C
         assert mem["params"] == mem["grads"] == mem["optimizer"] == 0
         assert {k: mem["host"][k] for k in ("params", "grads", "optimizer")} == \
             {k: ref[k] for k in ("params", "grads", "optimizer")}
+
+
+def test_model_and_its_manifest_explain_alike(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--model` (built on meta) and the manifest written from it give the same report."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(REPO)
+    model = ["--model", "examples/lightning_cli/train.py:TinyRegressor", "--no-cache"]
+    rc, built = _json([EXAMPLE[0], *model, "--world-size", "2"], capsys)
+    rc2, read = _json([*EXAMPLE, "--world-size", "2"], capsys)
+    assert rc == rc2 == 0 and built == read

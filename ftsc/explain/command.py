@@ -64,7 +64,7 @@ def add_parser(sub: Any, model_args: Any) -> None:
     """The `explain` subcommand's arguments (SPEC §5.3)."""
     p = sub.add_parser("explain", help="phases x FSDP units: what trains and the memory per rank of each phase")
     p.add_argument("file", metavar="FILE")
-    model_args(p)
+    model_args(p, cache=True)
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     p.add_argument("--world-size", type=int, metavar="N", help="ranks (default: from the config, else 1)")
     p.add_argument("--optimizer", choices=("adamw", "adam", "sgd", "sgd-momentum"),
