@@ -22,11 +22,12 @@ EXAMPLE = ["examples/explain/schedule.ftsc", "--manifest", "examples/explain/man
 
 
 def _doc_examples() -> list[tuple[str, str, str]]:
-    """(file, command, expected output) for every `$ ftsc explain ...` block with its output."""
+    """(file, command, expected output) for every console block `$ ftsc explain ...` with its output
+    (tests/test_docs_shell.py runs them in a shell too; this runs them in-process, fast)."""
     out = []
     for doc in ("docs/explain.md", "README.md"):
         text = (REPO / doc).read_text(encoding="utf-8")
-        for m in re.finditer(r"```bash\n\$ (ftsc explain [^\n]*)\n```\n```text\n(.*?)```", text, re.DOTALL):
+        for m in re.finditer(r"```console\n\$ (ftsc explain [^\n]*)\n(.*?)```", text, re.DOTALL):
             out.append((doc, m.group(1), m.group(2)))
     return out
 
@@ -38,7 +39,7 @@ def test_doc_examples_print_what_the_docs_show(doc: str, command: str, expected:
     """Each `ftsc explain` example in the docs prints exactly the output shown beside it."""
     monkeypatch.chdir(REPO)
     main(shlex.split(command)[1:])
-    assert capsys.readouterr().out == expected
+    assert capsys.readouterr().out.rstrip("\n") == expected.rstrip("\n")
 
 
 def test_doc_examples_exist() -> None:
