@@ -270,3 +270,16 @@ def test_model_and_its_manifest_explain_alike(capsys: pytest.CaptureFixture[str]
     rc, built = _json([EXAMPLE[0], *model, "--world-size", "2"], capsys)
     rc2, read = _json([*EXAMPLE, "--world-size", "2"], capsys)
     assert rc == rc2 == 0 and built == read
+
+
+def test_output_is_byte_identical_across_hash_seeds() -> None:
+    """Text and JSON are the same bytes whatever PYTHONHASHSEED is."""
+    outs = set()
+    for seed in ("0", "1", "12345"):
+        for fmt in ("text", "json"):
+            proc = subprocess.run([sys.executable, "-m", "ftsc", "explain", *EXAMPLE, "--world-size", "8",
+                                   "--format", fmt], check=False, capture_output=True, text=True, timeout=60,
+                                  cwd=REPO, env={**os.environ, "PYTHONHASHSEED": seed})
+            assert proc.returncode == 0, proc.stderr
+            outs.add((fmt, proc.stdout))
+    assert len(outs) == 2
