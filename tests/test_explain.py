@@ -283,3 +283,14 @@ def test_output_is_byte_identical_across_hash_seeds() -> None:
             assert proc.returncode == 0, proc.stderr
             outs.add((fmt, proc.stdout))
     assert len(outs) == 2
+
+
+def test_no_activation_estimate_without_transformer_blocks(capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model without repeated blocks gets no activation estimate (null), and the text says why."""
+    monkeypatch.chdir(REPO)
+    rc, doc = _json([*EXAMPLE, "--batch", "2", "--seq", "8"], capsys)
+    assert rc == 0 and all(p["memory"]["activations"] is None and p["memory"]["peak"] is None
+                           for p in doc["phases"])
+    main(["explain", *EXAMPLE, "--batch", "2", "--seq", "8"])
+    assert "activations: not estimated (no transformer blocks" in capsys.readouterr().out

@@ -102,10 +102,11 @@ def render_text(ex: Explanation, *, all_rows: bool = False, title: str = "") -> 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     out = [f"{title}{header(ex)}", "", fmt(heads), rule, *map(fmt, rows), rule, *map(fmt, foot)]
     out.append("")
-    out.append("memory: bytes on the busiest rank after backward of a step after the first "
-               "(model states exact; activations and peak are estimates)" if ex.estimated else
-               "memory: bytes on the busiest rank after backward of a step after the first "
-               "(model states; give --batch and --seq for an activation and peak estimate)")
+    if ex.no_blocks:
+        out.append("activations: not estimated (no transformer blocks: no ModuleList of repeated layers)")
+    what = ("model states exact; activations and peak are estimates" if ex.estimated else "model states" if
+            ex.no_blocks else "model states; give --batch and --seq for an activation and peak estimate")
+    out.append(f"memory: bytes on the busiest rank after backward of a step after the first ({what})")
     return "\n".join(out) + "\n"
 
 

@@ -50,7 +50,8 @@ class Explanation:
     numels: tuple[int, ...]
     dtypes: tuple[str, ...]
     phases: tuple[PhaseReport, ...]
-    estimated: bool  # activations and peak were estimated (--batch and --seq given)
+    estimated: bool  # activations and peak were estimated (--batch and --seq given, transformer blocks found)
+    no_blocks: bool = False  # --batch/--seq given, but the model has no transformer blocks to estimate
 
     def to_json(self, diagnostics: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         """SPEC §5.3's JSON object."""
@@ -161,7 +162,8 @@ def explain(schedule: ir.Schedule, ctx: AnalysisContext, setup: Setup, *, batch:
     buffers = buffer_bytes(graph, setup, _uncast_buffers(graph, groups, ctx))
     blocks, hidden = transformer_blocks(graph)
     ckpt = setups.uses_act_ckpt(schedule, setups.fsdp2_kwargs(schedule, None))
-    estimated = batch is not None and seq is not None
+    asked = batch is not None and seq is not None
+    estimated = asked and bool(blocks)
     phases = []
     thawed: set[str] = set()
     layouts: dict[int, object] = {}
@@ -182,7 +184,7 @@ def explain(schedule: ir.Schedule, ctx: AnalysisContext, setup: Setup, *, batch:
     numels = tuple(sum(entries[p].numel for p in g.params) for g in groups)
     dtypes = tuple(_dtype_of(graph, g, setup) for g in groups)
     return Explanation(graph=graph, setup=setup, groups=tuple(groups), numels=numels, dtypes=dtypes, phases=tuple(phases),
-                       estimated=estimated)
+                       estimated=estimated, no_blocks=asked and not blocks)
 
 
 def _dtype_of(graph: ModelGraph, group: Group, setup: Setup) -> str:
