@@ -114,7 +114,8 @@ def _storage_bytes(tensors: list[Any]) -> int:
 
 
 def _real(kind: str, ws: int, rank: int, prefixes: list[str], *, orig: bool = True, mixed: bool = False,
-          bf16: bool = False, optimizer: str = "adamw", no_shard: bool = False) -> dict[str, int]:
+          bf16: bool = False, optimizer: str = "adamw", no_shard: bool = False,
+          node: int | None = None) -> dict[str, int]:
     """Bytes per category on `rank` after the second backward of a phase training `prefixes`
     (`bf16`: the model converted to bfloat16 first, as Lightning's `bf16-true` does)."""
     _world(ws, rank)
@@ -135,6 +136,12 @@ def _real(kind: str, ws: int, rank: int, prefixes: list[str], *, orig: bool = Tr
             from torch.distributed.fsdp import ShardingStrategy
 
             kwargs["sharding_strategy"] = ShardingStrategy.NO_SHARD
+        if node:  # HYBRID_SHARD: sharded over the `node` ranks of a node, replicated across nodes
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import ShardingStrategy
+
+            kwargs["sharding_strategy"] = ShardingStrategy.HYBRID_SHARD
+            kwargs["device_mesh"] = init_device_mesh("cpu", (ws // node, node))
         if mixed:
             kwargs["mixed_precision"] = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16,
                                                        buffer_dtype=torch.bfloat16)
@@ -174,12 +181,13 @@ def _graph() -> ModelGraph:
     return ModelGraph(extract(Tiny()))
 
 
-def _predicted(sharding: str, phases: str, ws: int, optimizer: str = "adamw") -> list[dict[str, int]]:
+def _predicted(sharding: str, phases: str, ws: int, optimizer: str = "adamw",
+               facts: ConfigFacts | None = None) -> list[dict[str, int]]:
     loaded = load_text(SourceFile("s.ftsc", phases + sharding))
     assert loaded.schedule is not None, loaded.diagnostics
     graph = _graph()
     ctx = prepare(loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph))
-    setup = schedule_setup(loaded.schedule, world_size=ws, optimizer=optimizer, facts=ConfigFacts())
+    setup = schedule_setup(loaded.schedule, world_size=ws, optimizer=optimizer, facts=facts or ConfigFacts())
     ex = explain(loaded.schedule, ctx, setup)
     return [{"params": p.memory.device.params, "grads": p.memory.device.grads,
              "optimizer": p.memory.device.optimizer, "buffers": p.memory.device.buffers} for p in ex.phases]
@@ -217,6 +225,14 @@ def test_model_states_match_real_torch(worlds: None, ws: int, kind: str, shardin
     assert len(predicted) == len(sets)
     for k, prefixes in enumerate(sets):
         assert predicted[k] == _busiest(kind, ws, prefixes, **kw), f"phase {k}"
+
+
+def test_hybrid_shard_matches_real_torch(worlds: None) -> None:
+    """HYBRID_SHARD over 2 nodes of 4 ranks: FlatParameters sharded within a node (`trainer.devices`)."""
+    sharding = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"]  sharding_strategy = "HYBRID_SHARD" }}'
+    predicted = _predicted(sharding, PHASES, 8, facts=ConfigFacts(devices=4))
+    for k, prefixes in enumerate(PHASE_SETS):
+        assert predicted[k] == _busiest("fsdp", 8, prefixes, node=4), f"phase {k}"
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd-momentum"])
