@@ -34,3 +34,7 @@ def test_lightning_cli_example_runs_through_all_phases(tmp_path: Path) -> None:
     (metrics,) = tmp_path.rglob("metrics.csv")
     phases = [float(r["finetuning_phase"]) for r in csv.DictReader(metrics.open()) if r["finetuning_phase"]]
     assert phases == sorted(phases) and phases[0] == 0.0 and phases[-1] == 2.0
+    output = proc.stdout + proc.stderr  # Lightning's default logging shows the plan and each transition
+    assert output.count("ftsc: fine-tuning plan from") == 1
+    assert [line.split("): ")[1].split(" (")[0] for line in output.splitlines() if " -> " in line] == \
+        ["phase 0 -> 1", "phase 1 -> 2"]
