@@ -21,6 +21,8 @@ from ftsc.diagnostics import Diagnostic, make
 from ftsc.explain.memory import Group, Memory, Setup, phase_memory
 from ftsc.explain.report import Explanation, explain
 from ftsc.explain.setup import ConfigFacts, read_config_facts, schedule_setup
+from ftsc.frontend import Loaded
+from ftsc.model.graph import ModelGraph
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)\s*$", re.IGNORECASE)
 _FACTOR = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "kb": 10**3, "m": 2**20, "mib": 2**20, "mb": 10**6,
@@ -58,7 +60,6 @@ def over_budget(ex: Explanation, budget: int, source: Any = None) -> list[Diagno
     """FTS601 for every phase whose busiest-rank bytes exceed `budget`, naming what costs most."""
     from ftsc.explain.render import human_bytes
 
-    graph_groups: Sequence[Group] = ex.groups
     out = []
     for ph in ex.phases:
         need = ph.peak if ph.peak is not None else ph.memory.device.model_states
@@ -71,7 +72,7 @@ def over_budget(ex: Explanation, budget: int, source: Any = None) -> list[Diagno
         if ph.peak is not None:
             parts["all-gather and unsharded gradients (estimate)"] = ph.peak - m.model_states - (ph.activations or 0)
         top = sorted(parts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        units = sorted(((_unit_bytes(ex, g, ph.trainable), g.name or "<root>") for g in graph_groups),
+        units = sorted(((_unit_bytes(ex, g, ph.trainable), g.name or "<root>") for g in ex.groups),
                        key=lambda u: (-u[0], u[1]))[:3]
         notes = ("largest contributors: " + ", ".join(f"{k} {human_bytes(v)}" for k, v in top),
                  "largest units: " + ", ".join(f"`{n}` {human_bytes(b)}" for b, n in units if b),
@@ -88,12 +89,14 @@ def _unit_bytes(ex: Explanation, group: Group, trainable: frozenset[str]) -> int
     return phase_memory(ex.graph, ex.setup, [group], trainable, Memory()).device.model_states
 
 
-def explain_loaded(loaded: Any, graph: Any, *, options: Options, facts: ConfigFacts,
+def explain_loaded(loaded: Loaded, graph: ModelGraph, *, options: Options, facts: ConfigFacts,
                    diagnostics: Sequence[Diagnostic] = (), ctx: AnalysisContext | None = None,
                    ) -> tuple[Explanation, list[Diagnostic]]:
     """Explain a loaded schedule against a model graph; returns the explanation and its
     diagnostics (the check's, then FTS601 for phases over `options.max_memory`)."""
     schedule = loaded.schedule
+    if schedule is None:
+        raise ValueError(f"{loaded.source.display_path}: no schedule to explain (it did not parse)")
     ctx = ctx or prepare(schedule, AnalysisContext(loaded.source, loaded.kind, graph))
     setup = schedule_setup(schedule, world_size=options.world_size, optimizer=options.optimizer, facts=facts)
     ex = explain(schedule, ctx, setup, batch=options.batch, seq=options.seq)
