@@ -150,6 +150,9 @@ def _fsdp2(loaded: Loaded, ctx: AnalysisContext, report: Report) -> Proposal | N
     depth = [min((m.count(".") + 1 if m else 0 for m, e in plan.entry_of.items() if e is entry), default=0)
              for entry in entries]
     order = sorted((i for i in range(len(entries)) if i not in dropped), key=lambda i: (-depth[i], i))
+    if pred.failed or [p for p in pred.untied if p not in pred.multi] or (pred.multi and not dropped):
+        report(f"{target.display_path}: FTS404 not fixed automatically: a tie needs one group that holds every "
+               "alias (a common ancestor, or a list-form `fully_shard` call); see `ftsc rule FTS404`\n")
     if not pred.skipped and not dropped:
         return None
     codes = frozenset({"FTS403"} if pred.skipped else ()) | frozenset({"FTS404"} if dropped else ())
