@@ -268,3 +268,41 @@ def test_ddp_counts_the_reducer_buckets() -> None:
     predicted = [{"params": p.memory.device.params, "grads": p.memory.device.grads,
                   "optimizer": p.memory.device.optimizer, "buffers": p.memory.device.buffers} for p in ex.phases]
     assert predicted == real
+
+
+def test_activations_scale_with_the_blocks_above_the_lowest_trainable_parameter() -> None:
+    """Frozen blocks below the lowest trainable parameter save nothing for backward: the bytes real
+    autograd saves (saved-tensor hooks, a bf16 transformers Llama) grow with the number of blocks
+    from the lowest trainable one up, as the estimate says (its absolute value is only an estimate)."""
+    pytest.importorskip("transformers")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ftsc.explain.activations import activation_bytes
+
+    config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=172, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    graph = ModelGraph(extract(model))
+    ids = torch.randint(0, 64, (2, 64))
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    real, est = [], []
+    for first in (3, 2, 0):
+        train = {n for n, p in model.named_parameters()
+                 if n.startswith("model.layers.") and int(n.split(".")[2]) >= first}
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in train)
+        saved: dict[int, int] = {}
+
+        def pack(t: torch.Tensor, saved: dict[int, int] = saved) -> torch.Tensor:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(input_ids=ids)
+        real.append(sum(v for k, v in saved.items() if k not in params))
+        est.append(activation_bytes(graph, frozenset(train), batch=2, seq=64, compute_dtype="bfloat16",
+                                    checkpointing=False))
+    assert est[1] == 2 * est[0] and est[2] == 4 * est[0]
+    for k in (1, 2):  # 2 and 4 blocks store what 1 block stores, 2 and 4 times (logits aside)
+        assert abs(real[k] / real[0] - est[k] / est[0]) < 0.15 * est[k] / est[0], (real, est)
