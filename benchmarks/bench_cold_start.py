@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fsdp1 import CONFIG, PROBE, REPO, SIX, TORCH_BLOCKER, _ftsc_params  # noqa: E402
+from bench_fsdp1 import CONFIG, PROBE, REPO, SIX, TORCH_BLOCKER, _ftsc_params
 
 STAGES = r'''
 import sys, time, json
@@ -117,29 +117,29 @@ def side_by_side(repeat: int, skip_fts: bool) -> list[tuple[str, list[float]]]:
         blocked = _env(str(Path(tmp) / "block"))
         check = [py, "-m", "ftsc", "check", "config.yaml", "--model", "models.py:deberta_v2_lm", "--format", "json"]
 
-        def timed(name: str, cmd: list[str], env: dict[str, str], before: object = None) -> None:
-            times = []
-            for _ in range(repeat):
-                if callable(before):
-                    before()
-                dt, proc = _run(cmd, root, env)
-                assert proc.returncode == 1 and _ftsc_params(proc) == SIX, (name, proc.stdout[-2000:],
-                                                                            proc.stderr[-2000:])
-                times.append(dt)
-            rows.append((name, times))
-
         cache = root / ".ftsc_cache"
-        timed("`ftsc check --model`, cold (empty cache: build + fill)", check, _env(),
-              before=lambda: shutil.rmtree(cache, ignore_errors=True))
-        timed("`ftsc check --model`, cached (torch blocked)", check, blocked)
-        timed("`ftsc check --model --no-cache`", [*check, "--no-cache"], _env())
         dt, proc = _run([py, "-m", "ftsc", "manifest", "--model", "models.py:deberta_v2_lm", "--no-cache",
                          "-o", "m.json"], root, _env())
         assert proc.returncode == 0, proc.stderr[-2000:]
-        timed("`ftsc check --manifest m.json` (torch blocked)",
-              [py, "-m", "ftsc", "check", "config.yaml", "--manifest", "m.json", "--format", "json"], blocked)
+        cases = [
+            ("`ftsc check --model`, cold (empty cache: build + fill)", check, _env(), True),
+            ("`ftsc check --model`, cached (torch blocked)", check, blocked, False),
+            ("`ftsc check --model --no-cache`", [*check, "--no-cache"], _env(), False),
+            ("`ftsc check --manifest m.json` (torch blocked)",
+             [py, "-m", "ftsc", "check", "config.yaml", "--manifest", "m.json", "--format", "json"], blocked, False),
+        ]
+        times: dict[str, list[float]] = {name: [] for name, *_ in cases}
+        for _ in range(repeat):  # interleaved, so that load changes hit every row alike
+            for name, cmd, env, empty in cases:
+                if empty:
+                    shutil.rmtree(cache, ignore_errors=True)
+                dt, proc = _run(cmd, root, env)
+                assert proc.returncode == 1 and _ftsc_params(proc) == SIX, (name, proc.stdout[-2000:],
+                                                                            proc.stderr[-2000:])
+                times[name].append(dt)
+        rows += list(times.items())
         if not skip_fts:
-            times = []
+            fts_times = []
             for i in range(repeat):
                 out = Path(tmp) / f"fts{i}.json"
                 spec = {"config": str(CONFIG), "model": "deberta_v2_lm", "out": str(out), "root_dir": tmp}
@@ -148,8 +148,8 @@ def side_by_side(repeat: int, skip_fts: bool) -> list[tuple[str, list[float]]]:
                 assert len(errors) == 1 and "do not have disjoint FSDP-flattened parameter sets" in errors[0], errors
                 listed = {ln.split("'")[1] for ln in errors[0].split("provided below:")[1].splitlines() if "'" in ln}
                 assert listed == SIX, listed
-                times.append(dt)
-            rows.append(("FTS: 2-process CPU launch (wall)", times))
+                fts_times.append(dt)
+            rows.append(("FTS: 2-process CPU launch (wall)", fts_times))
     return rows
 
 

@@ -9,22 +9,24 @@ it has not validated: every recorded input is checked again first.
 What an entry depends on (the key):
 
 - fixed before the build: the target string, the kwargs (canonical JSON), the working folder,
-  `sys.path`, the interpreter (`sys.version`, executable), ftsc's version, the manifest format
-  version and a hash of ftsc's own extraction code (`build.py`, `manifest.py`, this file); these
-  name the entry file;
+  the interpreter (`sys.version`, executable), ftsc's version, the manifest format version and
+  a hash of ftsc's own extraction code (`build.py`, `manifest.py`, this file); these name the
+  entry file;
 - recorded by the build that fills it: the content hash (SHA-256) of every source file imported
   while building that is not part of an installed distribution or the standard library (the
   user's project: `sys.modules` compared before and after, and every project module loaded),
   plus every regular file opened for reading during the build outside installed packages (an
-  audit hook on `open`); the version of every distribution whose modules were imported
-  (torch, transformers and lightning always), read from its `METADATA` file, never by importing;
-  the modification time of the folders those distributions are installed in (an install or
-  uninstall there changes it).
+  audit hook on `open`); where each of the project's top-level modules resolves along
+  `sys.path` (a new file shadowing one is noticed); the version of every distribution whose
+  modules were imported (torch, transformers and lightning always), read from its `METADATA`
+  file, never by importing; the modification time of the folders those distributions are
+  installed in (an install or uninstall there changes it).
 
 What it cannot see: environment variables the model code reads, files read by native code
-(C/C++/Rust readers never pass Python's `open` audit event), a module that would now shadow
-an imported one from an earlier `sys.path` folder of the project, and a package the model tries
-to import but that was missing when the entry was filled. `--no-cache` builds without the cache.
+(C/C++/Rust readers never pass Python's `open` audit event), edits inside installed packages
+that keep their version, and a package the model tries to import but that was missing when the
+entry was filled and later appears outside the recorded distributions' folders. `--no-cache`
+builds without the cache (docs/models.md).
 
 Entries are written atomically (a temporary file renamed over the entry, `ftsc.atomic`), so a
 concurrent run reads the old entry or the new one, never a mix; each entry starts with a
@@ -40,7 +42,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from ftsc import __version__
 from ftsc.atomic import atomic_write_bytes, atomic_write_text
@@ -309,7 +311,7 @@ class Recorder:
         self.before: set[str] = set()
         self.opened: list[tuple[Any, Any, Any]] = []
 
-    def __enter__(self) -> Recorder:
+    def __enter__(self) -> Self:
         global _RECORDING, _HOOKED
         if not _HOOKED:
             sys.addaudithook(_audit)  # cannot be removed: it stays, idle, for the rest of the process
@@ -318,7 +320,7 @@ class Recorder:
         _RECORDING = self.opened
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         global _RECORDING
         _RECORDING = None
 
@@ -373,8 +375,8 @@ class Recorder:
     def files(self) -> dict[str, str]:
         """`{path: sha256}` of the project's module files loaded and the files opened for reading
         (anything outside the standard library, installed packages, ftsc itself and the cache)."""
-        skip = tuple([*self.installed_folders(), *(os.path.join(str(p), "") for p in self.exclude),
-                      "/proc/", "/sys/", "/dev/"])
+        skip = (*self.installed_folders(), *(os.path.join(str(p), "") for p in self.exclude), "/proc/", "/sys/",
+                "/dev/")
         raw_skip = tuple({os.path.join(os.path.abspath(p.rstrip(os.sep)), "") for p in skip} | set(skip))
         candidates = {file for _, file in self._modules()}
         for path, mode, flags in self.opened:
