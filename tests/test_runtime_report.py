@@ -63,3 +63,6 @@ def test_a_default_run_shows_the_plan_and_each_transition(tmp_path: Path) -> Non
          "(72 elements): model.0.weight, model.0.bias; new groups' lr 0.0005; restored best checkpoint "
          "best-epoch=0.ckpt (phase 0)"),
     ]
+    doc = (REPO / "docs" / "runtime.md").read_text()
+    block = doc.split("## Visible phases", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    assert block.splitlines() == lines[start:start + 5] + moves  # the documented output is this run's
