@@ -9,7 +9,9 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -294,3 +296,88 @@ def test_no_activation_estimate_without_transformer_blocks(capsys: pytest.Captur
                            for p in doc["phases"])
     main(["explain", *EXAMPLE, "--batch", "2", "--seq", "8"])
     assert "activations: not estimated (no transformer blocks" in capsys.readouterr().out
+
+
+def _brute_force_busiest(graph: Any, groups: Any, trainable: frozenset[str], setup: Any) -> int:
+    """Optimizer bytes of the busiest rank, rank by rank and element range by element range."""
+    from ftsc.explain.memory import OPTIMIZER_STATES, _dtype, flat_layout, itemsize
+
+    states = OPTIMIZER_STATES[setup.optimizer]
+    ranks = setup.flat_ranks if setup.kind == "fsdp" else setup.world_size
+    per_rank = [0] * ranks
+    for g in groups:
+        if g.layout == "flat" and g.params and not trainable.isdisjoint(g.params):
+            spans, shard = flat_layout(graph, g.params, setup)
+            size = itemsize(_dtype(graph, g.params[0], setup))
+            for r in range(ranks):
+                lo, hi = r * shard, (r + 1) * shard
+                for (a, b), p in zip(spans, g.params):
+                    if setup.use_orig_params and p in trainable:
+                        per_rank[r] += states * max(0, min(b, hi) - max(a, lo)) * size
+                if not setup.use_orig_params:
+                    per_rank[r] += states * shard * size
+        elif g.layout == "dim0":
+            for p in g.params:
+                if p not in trainable:
+                    continue
+                shape = graph.param_entries[p].shape
+                rows, row = shape[0], graph.numel(p) // max(shape[0], 1)
+                per = -(-rows // setup.world_size)
+                for r in range(ranks):
+                    per_rank[r] += states * max(0, min(rows, (r + 1) * per) - r * per) * row * itemsize(
+                        _dtype(graph, p, setup))
+        elif g.layout == "replica":
+            for p in g.params:
+                if p in trainable:
+                    for r in range(ranks):
+                        per_rank[r] += states * graph.numel(p) * itemsize(_dtype(graph, p, setup))
+    return max(per_rank)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_random_models_and_strategies_never_fail(seed: int) -> None:
+    """Random shapes (empty dims included), dtypes, phases, strategies and world sizes: explain runs,
+    model_states is the sum of its parts, and the busiest rank's optimizer bytes equal a rank-by-rank
+    count."""
+    import random
+
+    from ftsc.analyze import AnalysisContext, prepare
+    from ftsc.explain import explain
+    from ftsc.explain.memory import Setup
+    from ftsc.frontend import load_text
+    from ftsc.model.graph import ModelGraph
+    from ftsc.source import SourceFile
+
+    rng = random.Random(seed)
+    shapes = {f"m{i}.s{j}.w": [rng.choice([0, 1, 3, 7, 16, 33])] * rng.choice([1, 2])
+              for i in range(rng.randint(1, 4)) for j in range(rng.randint(1, 3))}
+    graph = ModelGraph.from_names(shapes)
+    m = graph.manifest
+    dtypes = ("float32", "bfloat16", "float16")
+    graph = ModelGraph(replace(m, parameters=tuple(p._replace(dtype=rng.choice(dtypes)) for p in m.parameters)))
+    names = list(shapes)
+    rng.shuffle(names)
+    cut = sorted(rng.sample(range(1, len(names) + 1), k=min(len(names), rng.randint(1, 3))))
+    phases, start = [], 0
+    for k, end in enumerate(cut):
+        phases.append(f"phase {k} {{ " + " ".join(f"thaw {n}" for n in names[start:end]) + " }")
+        start = end
+    kind = rng.choice(["fsdp", "fsdp2", ""])
+    block = {"fsdp": "fsdp { wrap " + rng.choice(sorted({n.rpartition('.')[0] for n in names})) +
+             f" use_orig_params = {rng.choice(['true', 'false'])} }}",
+             "fsdp2": 'fsdp2 { shard ' + rng.choice(sorted({n.partition('.')[0] for n in names})) + ' shard "" }',
+             "": ""}[kind]
+    loaded = load_text(SourceFile("s.ftsc", "\n".join(phases) + "\n" + block))
+    assert loaded.schedule is not None, loaded.diagnostics
+    ctx = prepare(loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph))
+    ws = rng.choice([1, 2, 3, 5, 8, 16, 64])
+    setup = Setup(kind=kind or ("ddp" if ws > 1 else "single"), world_size=ws,
+                  optimizer=rng.choice(["adamw", "sgd", "sgd-momentum"]),
+                  use_orig_params="use_orig_params = true" in block or kind != "fsdp")
+    ex = explain(loaded.schedule, ctx, setup, batch=2, seq=4)
+    for ph in ex.phases:
+        mem = ph.memory.device
+        assert mem.model_states == mem.params + mem.buffers + mem.grads + mem.optimizer
+        assert 0 <= ph.memory.rank < ws
+        assert mem.optimizer == _brute_force_busiest(graph, ex.groups, ph.trainable, setup)
+    json.dumps(ex.to_json())
