@@ -252,7 +252,7 @@ class _ToRE2:
 # The fallback: a memoised backtracking machine
 # --------------------------------------------------------------------------------------------
 
-# Instructions: ("char", set) ("split", a, b) ("jmp", a) ("at", code, flags) ("look", sub, ahead,
+# Instructions: ("char", set) ("split", a, b) ("jmp", a) ("loop", head, exit) ("at", code, flags) ("look", sub, ahead,
 # negate, width) ("atomic", sub) ("match",). `sub` indexes `_Machine.programs`.
 
 
@@ -329,8 +329,9 @@ class _Compiler:
         if hi is _c.MAXREPEAT:
             split = self.emit(code, ("split", 0, 0))
             self.seq(code, body.data, flags)
-            self.emit(code, ("jmp", split))
+            back = self.emit(code, ("loop", split, 0))
             after = len(code)
+            code[back] = ("loop", split, after)
             code[split] = ("split", split + 1, after) if greedy else ("split", after, split + 1)
             return
         splits: list[int] = []
@@ -360,7 +361,7 @@ def _at(code: Any, flags: int, name: str, pos: int) -> bool:
     if code is _c.AT_BOUNDARY:
         return before != after
     if code is _c.AT_NON_BOUNDARY:
-        return before == after
+        return n > 0 and before == after  # Python: `\\B` never matches in an empty string
     raise UnsupportedPattern(f"unsupported anchor {code}")  # pragma: no cover
 
 
@@ -396,6 +397,10 @@ class _Machine:
                 stack.append((ins[1], pos))
             elif kind == "jmp":
                 stack.append((ins[1], pos))
+            elif kind == "loop":
+                # Back to the loop head; positions never decrease, so a head already seen at this
+                # position means the iteration matched empty: Python then leaves the loop.
+                stack.append((ins[2], pos) if (ins[1], pos) in seen else (ins[1], pos))
             elif kind == "at":
                 if _at(ins[1], ins[2], name, pos):
                     stack.append((pc + 1, pos))
@@ -428,6 +433,8 @@ class _Machine:
 class Matcher:
     """`pattern` compiled for names drawn from `alphabet` (the characters the names use).
 
+    `use_re2=False` always uses the fallback machine (tests compare both engines).
+
     Example:
         >>> m = Matcher(r"(a+)+$", "ab")
         >>> m.match("a" * 5000 + "b") is None, m.match("aaa"), m.engine
@@ -436,9 +443,9 @@ class Matcher:
         9
     """
 
-    __slots__ = ("_fallback", "_re2", "engine", "pattern")
+    __slots__ = ("_chars", "_fallback", "_flags", "_parsed", "_re2", "engine", "pattern")
 
-    def __init__(self, pattern: str, alphabet: Iterable[str]) -> None:
+    def __init__(self, pattern: str, alphabet: Iterable[str], *, use_re2: bool = True) -> None:
         self.pattern = pattern
         reason = unsupported_reason(pattern)
         if reason:
@@ -449,7 +456,7 @@ class Matcher:
         self._re2: Any = None
         self._fallback: _Machine | None = None
         self.engine = "fallback"
-        if _re2 is not None and not any(0xD800 <= ord(ch) <= 0xDFFF for ch in chars):
+        if use_re2 and _re2 is not None and not any(0xD800 <= ord(ch) <= 0xDFFF for ch in chars):
             try:
                 source = _ToRE2(chars).seq(parsed.data, flags)
                 options = _re2.Options()
@@ -461,23 +468,29 @@ class Matcher:
                 pass
             except Exception:  # noqa: BLE001 - RE2 refused (program too large): the machine decides
                 self._re2 = None
+        self._parsed, self._flags, self._chars = parsed, flags, chars
         if self._re2 is None:
-            compiler = _Compiler(chars)
-            compiler.program(parsed.data, flags)
+            self._machine()
+
+    def _machine(self) -> _Machine:
+        if self._fallback is None:
+            compiler = _Compiler(self._chars)
+            compiler.program(self._parsed.data, self._flags)
             self._fallback = _Machine(compiler.programs)
+        return self._fallback
 
     def match(self, name: str) -> int | None:
         """Where `re.match(pattern, name)` ends, or None if it does not match."""
-        if self._re2 is not None:
+        if self._re2 is not None and name:  # the empty name: Python's `\\B` differs, the machine decides
             m = self._re2.match(name)
             return None if m is None else m.end()
-        return self._fallback.run(name, False)  # type: ignore[union-attr]
+        return self._machine().run(name, False)
 
     def fullmatch(self, name: str) -> bool:
         """`re.fullmatch(pattern, name) is not None`."""
-        if self._re2 is not None:
+        if self._re2 is not None and name:
             return self._re2.fullmatch(name) is not None
-        return self._fallback.run(name, True) is not None  # type: ignore[union-attr]
+        return self._machine().run(name, True) is not None
 
 
 def matcher_for(pattern: str, names: Iterable[str]) -> Matcher:
