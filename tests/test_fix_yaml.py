@@ -172,7 +172,7 @@ def test_docs_fsdp2_choice_block_is_what_fix_prints(tmp_path: Path) -> None:
     """docs/sharding.md shows `--fix` output for the seed FSDP2 config; it must be what the command prints."""
     pytest.importorskip("transformers")
     doc = (REPO / "docs" / "sharding.md").read_text()
-    block = re.search(r"```text\n(llama_plan\.yaml: .*?)```", doc, re.S)
+    block = re.search(r"```text\n(llama_plan\.yaml: .*?)```", doc, re.DOTALL)
     assert block is not None
     for f in (REPO / "tests" / "data" / "fsdp2_seed").iterdir():
         (tmp_path / f.name).write_text(f.read_text())
