@@ -123,9 +123,9 @@ def _plain_choice(loaded: Loaded, ctx: AnalysisContext, yaml: bool) -> str | Non
         return f"'{module}': {{}}" if yaml else f'shard "{module}"' if module == "" else f"shard {module}"
 
     where = "`fsdp_plan`" if yaml else "the `fsdp2` block"
-    lines = [f"{len(plain)} trainable parameter{'s are' if len(plain) > 1 else ' is'} in no `fully_shard` group "
+    lines = [(f"{len(plain)} trainable parameter{'s are' if len(plain) > 1 else ' is'} in no `fully_shard` group "
              "(FTS401/FTS407); not fixed automatically: which group can hold "
-             f"{'them' if len(plain) > 1 else 'it'} depends on what `training_step` calls. Add, last in {where}:",
+             f"{'them' if len(plain) > 1 else 'it'} depends on what `training_step` calls. Add, last in {where}:"),
              f"  `{entry('')}` if `training_step` calls `self(...)` (the LightningModule's forward)"]
     if tops and not on_root:
         lines.append("  " + " and ".join(f"`{entry(t)}`" for t in tops)

@@ -68,8 +68,8 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     sel = phase0.matches[0].selector if phase0.matches else None
     mods = sorted({parent_of(p) for p in phase0.params})
     yield make("FTS305", ctx.source, sel.span if sel else None, label="not in a unit of its own",
-               notes=("FinetuningScheduler requires the optimizer to start with FSDP-flattened parameters; with "
-                      "use_orig_params=False that means a phase-0 module must be (or contain) its own FSDP unit",),
+               notes=(("FinetuningScheduler requires the optimizer to start with FSDP-flattened parameters; with "
+                      "use_orig_params=False that means a phase-0 module must be (or contain) its own FSDP unit"),),
                help=fix_help(ctx)[0] or "wrap " + ", ".join(f"`{m}`" for m in mods[:3])
                + " in its own unit (`wrap` / awp_overrides)",
                data={"phase": 0, "modules": mods})
