@@ -8,8 +8,9 @@ tiny), the tutorial schedule, `ModuleWrapPolicy({DebertaV2Layer})`,
 parameters.
 
 Measured in one run (wall times, subprocesses, median of --repeat):
-1. `python -m ftsc check CONFIG --model tests/models.py:deberta_v2_lm --format json` (builds the
-   model on the meta device: imports torch + transformers);
+1. `python -m ftsc check CONFIG --model tests/models.py:deberta_v2_lm --format json --no-cache`
+   (builds the model on the meta device every time: imports torch + transformers; the structure
+   cache is measured by bench_cold_start.py);
 2. `python -m ftsc manifest --model ... -o m.json` once, then
    `python -m ftsc check CONFIG --manifest m.json --format json` with a `torch` package that raises
    ImportError first on PYTHONPATH (so any torch import would fail the check);
@@ -76,7 +77,8 @@ def main() -> int:
         # 1. ftsc check with --model
         times = []
         for _ in range(args.repeat):
-            dt, proc = _timed([py, "-m", "ftsc", "check", str(CONFIG), "--model", MODEL, "--format", "json"], _env())
+            dt, proc = _timed([py, "-m", "ftsc", "check", str(CONFIG), "--model", MODEL, "--format", "json",
+                               "--no-cache"], _env())
             assert proc.returncode == 1 and _ftsc_params(proc) == SIX, proc.stdout[-2000:] + proc.stderr[-2000:]
             times.append(dt)
         rows.append(("`ftsc check CONFIG --model tests/models.py:deberta_v2_lm`", times, "FTS301, same 6 params"))
@@ -85,7 +87,7 @@ def main() -> int:
         snippet = "\n".join([
             "import contextlib, io, time, lightning.pytorch, transformers, torch",
             "from ftsc.cli import main",
-            f"argv = ['check', {str(CONFIG)!r}, '--model', {MODEL!r}, '--format', 'json']",
+            f"argv = ['check', {str(CONFIG)!r}, '--model', {MODEL!r}, '--format', 'json', '--no-cache']",
             "ts = []",
             f"for _ in range({args.repeat}):",
             "    t0 = time.perf_counter()",
@@ -99,7 +101,8 @@ def main() -> int:
         rows.append(("in-process `ftsc.cli.main(check --model)`, imports already done", json.loads(proc.stdout), "-"))
 
         # 2. manifest once, then check against it with torch blocked
-        dt, proc = _timed([py, "-m", "ftsc", "manifest", "--model", MODEL, "-o", str(manifest)], _env())
+        dt, proc = _timed([py, "-m", "ftsc", "manifest", "--model", MODEL, "--no-cache", "-o", str(manifest)],
+                          _env())
         assert proc.returncode == 0, proc.stderr[-2000:]
         rows.append(("`ftsc manifest --model ... -o m.json` (once)", [dt], "-"))
         times = []
