@@ -115,7 +115,7 @@ def _storage_bytes(tensors: list[Any]) -> int:
 
 def _real(kind: str, ws: int, rank: int, prefixes: list[str], *, orig: bool = True, mixed: bool = False,
           bf16: bool = False, optimizer: str = "adamw", no_shard: bool = False,
-          node: int | None = None) -> dict[str, int]:
+          node: int | None = None, low_grads: bool = False) -> dict[str, int]:
     """Bytes per category on `rank` after the second backward of a phase training `prefixes`
     (`bf16`: the model converted to bfloat16 first, as Lightning's `bf16-true` does)."""
     _world(ws, rank)
@@ -145,6 +145,9 @@ def _real(kind: str, ws: int, rank: int, prefixes: list[str], *, orig: bool = Tr
         if mixed:
             kwargs["mixed_precision"] = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16,
                                                        buffer_dtype=torch.bfloat16)
+        if low_grads:
+            kwargs["mixed_precision"] = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16,
+                                                       keep_low_precision_grads=True)
         wrapped: nn.Module = FSDP(model, auto_wrap_policy=ModuleWrapPolicy({Block}), use_orig_params=orig,
                                   device_id=torch.device("cpu"), **kwargs)
         flat = [m._flat_param for m in wrapped.modules() if isinstance(m, FSDP) and m._flat_param is not None]
@@ -203,6 +206,8 @@ def _busiest(kind: str, ws: int, prefixes: list[str], **kw: Any) -> dict[str, in
 FSDP1 = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"] }}'
 FSDP1_FLAT = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"]  use_orig_params = false }}'
 FSDP1_MP = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"]  precision = "bf16-mixed" }}'
+FSDP1_LOW_GRADS = (f'fsdp {{ auto_wrap_policy = ["{BLOCK}"] mixed_precision = {{ param_dtype = bf16 '
+                   'reduce_dtype = bf16 keep_low_precision_grads = true } }')
 FSDP1_NO_SHARD = f'fsdp {{ auto_wrap_policy = ["{BLOCK}"]  sharding_strategy = "NO_SHARD" }}'
 FSDP2 = 'fsdp2 { shard glob "layers.*" shard "" }'
 FSDP2_BF16 = 'fsdp2 { precision = "bf16-true" shard glob "layers.*" shard "" }'
@@ -215,9 +220,10 @@ FSDP2_BF16 = 'fsdp2 { precision = "bf16-true" shard glob "layers.*" shard "" }'
     ("fsdp", FSDP1_MP, PHASES, PHASE_SETS, {"mixed": True}),
     ("fsdp", FSDP1_FLAT, ALIGNED, ALIGNED_SETS, {"orig": False, "optimizer": "sgd"}),
     ("fsdp", FSDP1_NO_SHARD, PHASES, PHASE_SETS, {"no_shard": True}),
+    ("fsdp", FSDP1_LOW_GRADS, PHASES, PHASE_SETS, {"low_grads": True, "optimizer": "sgd"}),
     ("fsdp2", FSDP2, PHASES, PHASE_SETS, {}),
     ("fsdp2", FSDP2_BF16, PHASES, PHASE_SETS, {"bf16": True, "optimizer": "sgd-momentum"}),
-], ids=["fsdp1-orig", "fsdp1-flat", "fsdp1-bf16-mixed", "fsdp1-flat-sgd", "fsdp1-no-shard", "fsdp2", "fsdp2-bf16-true-momentum"])
+], ids=["fsdp1-orig", "fsdp1-flat", "fsdp1-bf16-mixed", "fsdp1-flat-sgd", "fsdp1-no-shard", "fsdp1-low-precision-grads", "fsdp2", "fsdp2-bf16-true-momentum"])
 def test_model_states_match_real_torch(worlds: None, ws: int, kind: str, sharding: str, phases: str,
                                        sets: list[list[str]], kw: dict[str, Any]) -> None:
     """Params, buffers, grads and optimizer bytes of the busiest rank equal real torch's, every phase."""
