@@ -330,3 +330,19 @@ def test_cache_folder_is_at_the_project_root(project: Path) -> None:
     sub.mkdir()
     assert model_cache.default_folder(None, sub) == project.resolve() / ".ftsc_cache"
     assert model_cache.default_folder(str(project / "x"), sub) == project / "x"
+
+
+def test_ftsc_and_manifest_format_versions_are_in_the_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A new ftsc or manifest format names another entry, so old entries are never read."""
+    def entry() -> Path:
+        return model_cache.entry_path(tmp_path, model_cache.static_key("net.py:Net", {"depth": 2}))
+
+    base = entry()
+    assert entry() == base
+    monkeypatch.setattr(model_cache.manifest_format, "VERSION", model_cache.manifest_format.VERSION + 1)
+    assert entry() != base
+    monkeypatch.undo()
+    monkeypatch.setattr(model_cache, "__version__", "999.0")
+    assert entry() != base
+    monkeypatch.undo()
+    assert model_cache.entry_path(tmp_path, model_cache.static_key("net.py:Net", {"depth": 3})) != base
