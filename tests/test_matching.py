@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import faulthandler
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +39,7 @@ HANG_S = 60
 @pytest.fixture(autouse=True)
 def _hang_detector() -> Iterator[None]:
     """Abort (with every thread's traceback) a test that runs for over a minute."""
-    faulthandler.dump_traceback_later(HANG_S, exit=True)
+    faulthandler.dump_traceback_later(HANG_S, exit=True, file=sys.__stderr__)
     yield
     faulthandler.cancel_dump_traceback_later()
 
