@@ -108,11 +108,16 @@ def _unit_overrides(graph: ModelGraph, unit: Unit, unit_names: set[str],
         memo[key] = (total, chosen)
         return memo[key]
 
+    wrapped: dict[str, tuple[float, list[str]]] = {}
+
     def wrap_cost(c: str) -> tuple[float, list[str]]:
-        if not wrappable(c):
-            return (INF, [])
-        best = min((cost(c, lab) for lab in labels), key=lambda t: t[0])
-        return (1 + best[0], [c, *best[1]])
+        if c not in wrapped:
+            if not wrappable(c):
+                wrapped[c] = (INF, [])
+            else:
+                best = min((cost(c, lab) for lab in labels), key=lambda t: t[0])
+                wrapped[c] = (1 + best[0], [c, *best[1]])
+        return wrapped[c]
 
     best = min((cost(base, lab) for lab in labels), key=lambda t: t[0])
     return best[1] if best[0] < INF else None

@@ -64,15 +64,22 @@ def phase_text(phase: int | None) -> str:
     return "never thawed" if phase is None else f"phase {phase}"
 
 
+_searched: list[object] = [None, None]  # (the FSDP1 analysis searched last, its overrides)
+
+
 def fix_help(ctx: AnalysisContext) -> tuple[str | None, list[str] | None]:
     """The `wrap` overrides `--fix` writes (every unit single-phase, phase 0 in a unit of its own),
     as help text and as names."""
     from ftsc.fix.search import fsdp1_overrides  # the fixing stage: loaded only when a model is sharded
 
     assert ctx.fsdp1 is not None and ctx.graph is not None and ctx.resolution is not None
-    phase0 = ctx.resolution.phase(0)
-    fix = fsdp1_overrides(ctx.graph, ctx.fsdp1.spec, ctx.fsdp1.prediction, ctx.resolution.phase_of,
-                          phase0.params if phase0 is not None else ())
+    if _searched[0] is ctx.fsdp1:  # FTS301, FTS302 and FTS305 of one check share the search
+        fix = _searched[1]
+    else:
+        phase0 = ctx.resolution.phase(0)
+        fix = fsdp1_overrides(ctx.graph, ctx.fsdp1.spec, ctx.fsdp1.prediction, ctx.resolution.phase_of,
+                              phase0.params if phase0 is not None else ())
+        _searched[:] = [ctx.fsdp1, fix]
     if not fix:
         return None, fix
     names = ", ".join(f"`{m}`" for m in fix)
