@@ -5,7 +5,9 @@ content goes to a temporary file in the same folder, is flushed and fsync'ed, ta
 file's permission bits, and is renamed over the target (the folder is fsync'ed too where the
 platform allows). A failure at any step (full disk, interrupted write) removes the temporary
 file and leaves the original untouched. A symlink is followed: its target is replaced, the link
-stays. Never imports torch.
+stays. A target that is not a regular file (a device, a FIFO), or a path under `/dev/` or
+`/proc/` (`-o /dev/stdout` leads to whatever stdout is, maybe the shell's own output file), is
+written through, never replaced. Never imports torch.
 """
 
 from __future__ import annotations
@@ -39,11 +41,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         ...     p.read_bytes()
         b'two'
     """
+    if os.path.abspath(path).startswith(_SPECIAL):
+        _write_through(path, data)  # `-o /dev/stdout` may lead to the shell's own file: never replace it
+        return
     target = Path(os.path.realpath(path))
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
+        info = os.stat(target)
     except FileNotFoundError:
         mode = _default_mode()
+    else:
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            _write_through(target, data)  # a device or FIFO: never rename over it
+            return
+        mode = stat.S_IMODE(info.st_mode)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -57,6 +67,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.unlink(tmp)
         raise
     _sync_folder(target.parent)
+
+
+_SPECIAL = ("/dev/", "/proc/")
+
+
+def _write_through(path: str | os.PathLike[str], data: bytes) -> None:
+    with open(path, "wb") as f:  # noqa: PTH123
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:

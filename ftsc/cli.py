@@ -214,7 +214,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _write(text: str, output: str | None) -> None:
-    if output:
+    if output and output not in ("-", "/dev/stdout"):
         try:
             atomic_write_text(output, text)
         except OSError as err:

@@ -302,6 +302,38 @@ def test_writes_keep_permissions_and_symlinks(tmp_path: Path) -> None:
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_writes_to_special_files_go_through(tmp_path: Path) -> None:
+    """`-o` naming a FIFO or device writes into it; renaming over it would replace the node
+    (as root, `-o /dev/null` would have replaced the device with a regular file)."""
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    ftsc.atomic.atomic_write_bytes(fifo, b"through\n")
+    reader.join(timeout=30)
+    assert got == [b"through\n"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.slow
+def test_output_to_dev_stdout_keeps_the_shells_file(tmp_path: Path) -> None:
+    """`convert -o /dev/stdout > out.yaml`: /dev/stdout leads to out.yaml itself; it is written
+    like stdout, not replaced by a renamed temporary file."""
+    sched = _write(tmp_path / "s.ftsc", "phase 0 { thaw a }\n")
+    out = tmp_path / "out.yaml"
+    with open(out, "w") as f:  # noqa: PTH123
+        f.write("before\n")
+        f.flush()
+        inode = os.fstat(f.fileno()).st_ino
+        result = _run(["convert", str(sched), "--to", "fts-yaml", "-o", "/dev/stdout"], tmp_path, stdout=f.fileno())
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_ino == inode
+    assert out.read_text(encoding="utf-8") == "before\n0:\n  params:\n  - a\n"
+
+
 @pytest.mark.parametrize("spelling", ["same", "dot", "symlink"])
 def test_convert_refuses_to_overwrite_its_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
