@@ -309,6 +309,8 @@ def hostile_argvs(kind: str, path: str, folder: Path, rng: random.Random) -> Ite
     yield ["fmt", "--check", path] if path.endswith(".ftsc") else ["convert", path, "--to", "ftsc"]
     yield ["compile", str(sched), "--manifest", path]
     yield ["explain", str(sched), "--manifest", str(manifest), "--lightning-config", path]
+    if kind != "fifo":  # writing into a FIFO waits for a reader, as `cat > fifo` does
+        yield ["convert", str(sched), "--to", "fts-yaml", "-o", path]
 
 
 def run_hostile(kind: str, folder: Path, rng: random.Random) -> list[Outcome]:
