@@ -182,3 +182,21 @@ def test_docs_fsdp2_choice_block_is_what_fix_prints(tmp_path: Path) -> None:
     rc, _, err = _run(["check", str(config), "--manifest", str(manifest), "--fix", "--format", "json"])
     assert rc == 1
     assert err.replace(str(config), "llama_plan.yaml") == block.group(1)
+
+
+def test_cli_fix_writes_into_the_lightning_config_given_apart(tmp_path: Path) -> None:
+    """`check s.ftsc --lightning-config cfg.yaml --fix`: the overrides go into the config (where the
+    sharding is configured), its trailing comment kept; the schedule file is not touched."""
+    manifest = tmp_path / "m.json"
+    manifest.write_text(ModelGraph.from_names(["model.head.w", "model.body.w"]).manifest.dumps())
+    sched = tmp_path / "s.ftsc"
+    sched.write_text("phase 0 { thaw model.head.w }\nphase 1 { thaw model.body.w }\n")
+    config = tmp_path / "cfg.yaml"
+    config.write_text(HEAD + "  - class_path: finetuning_scheduler.FinetuningScheduler  # the scheduler\n")
+    argv = ["check", str(sched), "--lightning-config", str(config), "--manifest", str(manifest)]
+    assert _run(argv)[0] == 1
+    rc, _, err = _run([*argv, "--fix"])
+    assert rc == 0 and err == f"fixed {config}: wrap model.head in its own FSDP unit\n"
+    assert "FinetuningScheduler  # the scheduler\n    init_args:\n" in config.read_text()
+    assert _scheduler_args(config.read_text()) == {"strategy_adapter_cfg": {"awp_overrides": ["model.head"]}}
+    assert sched.read_text() == "phase 0 { thaw model.head.w }\nphase 1 { thaw model.body.w }\n"
