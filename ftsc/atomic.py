@@ -2,8 +2,8 @@
 
 Input: a path and the complete new content. Output: the file replaced in one `rename`: the
 content goes to a temporary file in the same folder, is flushed and fsync'ed, takes the old
-file's permission bits, and is renamed over the target (the folder is fsync'ed too where the
-platform allows). A failure at any step (full disk, interrupted write) removes the temporary
+file's permission bits (and owner, where allowed), and is renamed over the target (the folder
+is fsync'ed too where the platform allows). A failure at any step (full disk, interrupted write) removes the temporary
 file and leaves the original untouched. A symlink is followed: its target is replaced, the link
 stays. A target that is not a regular file (a device, a FIFO), or a path under `/dev/` or
 `/proc/` (`-o /dev/stdout` leads to whatever stdout is, maybe the shell's own output file), is
@@ -45,11 +45,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         _write_through(path, data)  # `-o /dev/stdout` may lead to the shell's own file: never replace it
         return
     target = Path(os.path.realpath(path))
+    owner: tuple[int, int] | None = None
     try:
         info = os.stat(target)
     except FileNotFoundError:
         mode = _default_mode()
     else:
+        owner = (info.st_uid, info.st_gid)
         if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
             _write_through(target, data)  # a device or FIFO: never rename over it
             return
@@ -61,6 +63,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+        if owner is not None and hasattr(os, "chown") and owner != (os.getuid(), os.getgid()):
+            with contextlib.suppress(OSError):  # only root may give a file away; others keep their own
+                os.chown(tmp, *owner)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

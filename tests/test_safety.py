@@ -302,6 +302,14 @@ def test_writes_keep_permissions_and_symlinks(tmp_path: Path) -> None:
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
 
 
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="only root can give a file away")
+def test_writes_keep_the_owner_where_allowed(tmp_path: Path) -> None:
+    path = _write(tmp_path / "theirs.ftsc", "phase 0 {thaw a}\n")
+    os.chown(path, 1234, 4321)
+    ftsc.atomic.atomic_write_text(path, "phase 0 {\n    thaw a\n}\n")
+    assert (path.stat().st_uid, path.stat().st_gid) == (1234, 4321)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
 def test_writes_to_special_files_go_through(tmp_path: Path) -> None:
     """`-o` naming a FIFO or device writes into it; renaming over it would replace the node
