@@ -78,7 +78,7 @@ _SPECIAL = ("/dev/", "/proc/")
 
 
 def _write_through(path: str | os.PathLike[str], data: bytes) -> None:
-    with open(path, "wb") as f:  # noqa: PTH123
+    with open(path, "wb") as f:
         f.write(data)
 
 

@@ -332,7 +332,7 @@ def test_output_to_dev_stdout_keeps_the_shells_file(tmp_path: Path) -> None:
     like stdout, not replaced by a renamed temporary file."""
     sched = _write(tmp_path / "s.ftsc", "phase 0 { thaw a }\n")
     out = tmp_path / "out.yaml"
-    with open(out, "w") as f:  # noqa: PTH123
+    with open(out, "w") as f:
         f.write("before\n")
         f.flush()
         inode = os.fstat(f.fileno()).st_ino
