@@ -191,7 +191,7 @@ class PhaseStats(pl.Callback):
 
 
 class SelfCheck(logging.Handler):
-    """Collects ftsc's sharding self-check messages (the callback logs the verdict at fit start)."""
+    """Collects ftsc's sharding self-check verdicts (the plan table at fit start names it)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -199,8 +199,8 @@ class SelfCheck(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
-        if "match the prediction" in text or "differ from ftsc's prediction" in text:
-            self.messages.append(text)
+        if "match the prediction" in text or "differ from" in text:
+            self.messages.append(text.splitlines()[0])
 
 
 def strategy_and_adapter(name: str, checkpoint: str) -> tuple[Any, dict[str, Any]]:
@@ -274,8 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     stats = PhaseStats(tokens_per_step)
     checkpoints = Checkpoint(dirpath=str(out / "ckpt"), filename="{epoch}", monitor="val_loss", save_top_k=-1)
     check = SelfCheck()
-    logging.getLogger("ftsc").addHandler(check)
-    logging.getLogger("ftsc").setLevel(logging.INFO)
+    logging.getLogger("lightning.pytorch.ftsc").addHandler(check)  # the runtime's logger
     trainer = pl.Trainer(accelerator=accelerator, devices=args.devices, strategy=strategy, precision=precision,
                          max_epochs=args.epochs, limit_train_batches=args.steps, limit_val_batches=args.val_steps,
                          callbacks=[scheduler, stats, checkpoints], logger=False, default_root_dir=str(out),
