@@ -60,6 +60,8 @@ def depths(rec: Recorder) -> list[int]:
     ({"custom_strategy_adapters": {"fsdp": "my.Adapter"}}, "`custom_strategy_adapters` is not supported"),
     ({"verify_sharding": "maybe"}, "`verify_sharding` must be one of"),
     ({"reinit_optim_cfg": "torch.optim.Adam"}, "`reinit_optim_cfg` must be a mapping"),
+    ({"reinit_optim_cfg": {"class_path": "torch.optim.Adam"}}, "`reinit_optim_cfg` has no `class_path` key"),
+    ({"reinit_lr_cfg": {"lr_scheduler_init": {"init_args": {}}}}, "`reinit_lr_cfg` needs `lr_scheduler_init"),
 ])
 def test_bad_option_values_are_refused_at_construction(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(MisconfigurationException, match=message.replace("(", r"\(").replace("`", "`")):

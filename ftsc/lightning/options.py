@@ -69,8 +69,27 @@ def validate(values: dict[str, Any]) -> None:
     for key in ("reinit_optim_cfg", "reinit_lr_cfg", "strategy_adapter_cfg"):
         if values.get(key) is not None and not isinstance(values[key], dict):
             problems.append(f"`{key}` must be a mapping, not {type(values[key]).__name__}")
+        elif values.get(key) and key in _REINIT:
+            problems.extend(_reinit_problems(key, values[key]))
     if problems:
         raise OptionError("invalid FinetuningScheduler option: " + "; ".join(problems))
+
+
+_REINIT = {"reinit_optim_cfg": ("optimizer_init", ()),
+           "reinit_lr_cfg": ("lr_scheduler_init", ("pl_lrs_cfg", "use_current_optimizer_pg_lrs"))}
+
+
+def _reinit_problems(key: str, cfg: dict[str, Any]) -> list[str]:
+    """FTS's shape of a schedule-wide re-initialisation: `{<init key>: {class_path, init_args}, ...}`."""
+    init_key, extra = _REINIT[key]
+    problems = [f"`{key}` has no `{k}` key; it accepts {', '.join(f'`{a}`' for a in (init_key, *extra))}"
+                for k in sorted(set(cfg) - {init_key, *extra})]
+    init = cfg.get(init_key)
+    if not isinstance(init, dict) or not isinstance(init.get("class_path"), str) or not init["class_path"]:
+        problems.append(f"`{key}` needs `{init_key}: {{class_path: ..., init_args: {{...}}}}`")
+    elif not isinstance(init.get("init_args", {}), dict):
+        problems.append(f"`{key}.{init_key}.init_args` must be a mapping")
+    return problems
 
 
 def logging_level(value: int | str) -> int:
