@@ -35,6 +35,10 @@ NET = textwrap.dedent('''\
         def __init__(self, depth: int = 2) -> None:
             super().__init__()
             extra = json.loads(Path(__file__).with_name("shape.json").read_text())["extra"]
+            try:
+                extra += json.loads(Path(__file__).with_name("extra.json").read_text())["extra"]
+            except FileNotFoundError:
+                pass
             self.layers = torch.nn.ModuleList(torch.nn.Linear(WIDTH, WIDTH + extra) for _ in range(depth))
 ''')
 
@@ -106,6 +110,7 @@ def test_hit_needs_no_torch_and_equals_a_fresh_build(project: Path) -> None:
     assert {"net.py", "helpers.py", "shape.json"} <= recorded, recorded
     assert not any("site-packages" in p for p in entry.files)
     assert {"torch"} <= set(entry.dists)
+    assert set(entry.modules) == {"helpers", "net"}, entry.modules  # the project's modules, nothing installed
 
 
 def _edit_model(root: Path) -> tuple[str, ...]:
@@ -124,6 +129,12 @@ def _edit_data(root: Path) -> tuple[str, ...]:
     return ()
 
 
+def _optional_file_appears(root: Path) -> tuple[str, ...]:
+    """The model reads `extra.json` when it exists; at the first build it did not."""
+    (root / "extra.json").write_text('{"extra": 2}\n')
+    return ()
+
+
 def _kwargs(root: Path) -> tuple[str, ...]:
     return ("--model-kwargs", '{"depth": 3}')
 
@@ -132,6 +143,7 @@ CHANGES: dict[str, Callable[[Path], tuple[str, ...]]] = {
     "model file": _edit_model,
     "imported helper": _edit_helper,
     "file read while building": _edit_data,
+    "file missing at the first build appears": _optional_file_appears,
     "kwargs": _kwargs,
 }
 

@@ -55,6 +55,7 @@ ALWAYS_VERSIONED = ("torch", "transformers", "lightning", "pytorch-lightning")
 _OWN_CODE = ("build.py", "manifest.py", "cache.py")
 _INSTALLED_NAMES = ("site-packages", "dist-packages")
 T = TypeVar("T")
+ABSENT = "absent"  # the digest of a file the build tried to open that did not exist
 
 
 def default_folder(configured: str | None = None, start: Path | None = None) -> Path:
@@ -273,7 +274,7 @@ def stale_reason(entry: Entry, key: Mapping[str, Any]) -> str | None:
         if _dist_version(name, metadata_file) != version:
             return f"distribution {name} is not {version}"
     for path, digest in entry.files.items():
-        if _file_hash(path) != digest:
+        if (_file_hash(path) or ABSENT) != digest:
             return f"file {path} changed"
     return None
 
@@ -374,23 +375,32 @@ class Recorder:
 
     def files(self) -> dict[str, str]:
         """`{path: sha256}` of the project's module files loaded and the files opened for reading
-        (anything outside the standard library, installed packages, ftsc itself and the cache)."""
+        (anything outside the standard library, installed packages, ftsc itself and the cache);
+        a file the build tried to open but that did not exist is recorded as `ABSENT`, so that
+        its appearing later is a change too."""
         skip = (*self.installed_folders(), *(os.path.join(str(p), "") for p in self.exclude), "/proc/", "/sys/",
                 "/dev/")
         raw_skip = tuple({os.path.join(os.path.abspath(p.rstrip(os.sep)), "") for p in skip} | set(skip))
-        candidates = {file for _, file in self._modules()}
+        # Module files (absolute: a relative `__file__` is a stand-in some libraries set), then opened files.
+        candidates = {file: False for _, file in self._modules() if os.path.isabs(file)}
         for path, mode, flags in self.opened:
             if isinstance(path, bytes):
                 path = os.fsdecode(path)
             if isinstance(path, (str, os.PathLike)) and _is_read(mode, flags):
-                candidates.add(os.fspath(path))
+                candidates.setdefault(os.path.abspath(os.fspath(path)), True)
         out: dict[str, str] = {}
-        for file in sorted(candidates):
+        for file, opened in sorted(candidates.items()):
             file = os.path.abspath(file)
             if file.startswith(raw_skip) or file.endswith(".pyc") or "__pycache__" in file:
                 continue
             real = os.path.realpath(file)
-            if real.startswith(skip) or not os.path.isfile(real):
+            if real.startswith(skip):
+                continue
+            if not os.path.lexists(real):
+                if opened:
+                    out[real] = ABSENT
+                continue
+            if not os.path.isfile(real):
                 continue
             digest = _file_hash(real)
             if digest is not None:
@@ -400,7 +410,7 @@ class Recorder:
     def project_modules(self, files: set[str], path: list[str]) -> dict[str, str | None]:
         """`{top-level name: where it resolves along path}` for the modules loaded from `files`."""
         names = {name.partition(".")[0] for name, file in self._modules()
-                 if not name.startswith("_ftsc_model_") and os.path.realpath(file) in files}
+                 if not name.startswith("_ftsc_model_") and os.path.isabs(file) and os.path.realpath(file) in files}
         return {name: locate(name, path) for name in sorted(names)}
 
     def dists(self) -> dict[str, tuple[str, str | None]]:
@@ -579,7 +589,7 @@ def cached_manifest(folder: Path, target: str, kwargs: Mapping[str, Any], build:
         doc = build()
     result = parse(doc)
     dists, files = rec.dists(), rec.files()
-    modules = rec.project_modules(set(files), lookup_path(target))
+    modules = rec.project_modules({p for p, d in files.items() if d != ABSENT}, lookup_path(target))
     new = Entry(key=key, files=files, modules=modules, dists=dists, folders=_folders(dists), manifest=doc)
     try:
         write_entry(path, new)
