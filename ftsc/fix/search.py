@@ -86,41 +86,55 @@ def _unit_overrides(graph: ModelGraph, unit: Unit, unit_names: set[str],
     for m in sorted(keep, key=lambda m: (rank.get(m, len(rank)), m)):
         if m != base and m:
             children[parent_of(m)].append(m)
-    memo: dict[tuple[str, Hashable], tuple[float, list[str]]] = {}
+    # Labels absent from a subtree all cost the same there (everything labelled must be wrapped
+    # away): they share one state, so the DP has sum(|labels in subtree| + 1) states, not
+    # modules x labels.
+    other = object()
+    inside: dict[str, set[Hashable]] = {}
+    for m in sorted(keep, key=lambda m: -m.count(".") if m else 1):
+        inside.setdefault(m, set()).update(region.get(m, ()))
+        if m != base and m:
+            inside.setdefault(parent_of(m), set()).update(inside[m])
+    memo: dict[tuple[str, object], float] = {}
+    wrapped: dict[str, tuple[float, Hashable]] = {}
 
     def wrappable(m: str) -> bool:
         return m not in unit_names and not any(graph.is_instance(m, c) for c in CONTAINERS)
 
-    def cost(v: str, lab: Hashable) -> tuple[float, list[str]]:
-        key = (v, lab)
-        if key in memo:
-            return memo[key]
-        if region.get(v, set()) - {lab}:
-            memo[key] = (INF, [])
-            return memo[key]
-        total, chosen = 0.0, []
-        for c in children[v]:
-            stay = cost(c, lab)
-            own = wrap_cost(c)
-            best = stay if stay[0] <= own[0] else own
-            total += best[0]
-            chosen += best[1]
-        memo[key] = (total, chosen)
+    def cost(v: str, lab: Hashable) -> float:
+        key = (v, lab if lab in inside[v] else other)
+        if key not in memo:
+            if region.get(v, set()) - {lab}:
+                memo[key] = INF
+            else:
+                memo[key] = sum(min(cost(c, lab), wrap_cost(c)[0]) for c in children[v])
         return memo[key]
 
-    wrapped: dict[str, tuple[float, list[str]]] = {}
-
-    def wrap_cost(c: str) -> tuple[float, list[str]]:
+    def wrap_cost(c: str) -> tuple[float, Hashable]:
+        """The cost of wrapping `c` on its own, and the label its own unit then keeps."""
         if c not in wrapped:
             if not wrappable(c):
-                wrapped[c] = (INF, [])
+                wrapped[c] = (INF, None)
             else:
-                best = min((cost(c, lab) for lab in labels), key=lambda t: t[0])
-                wrapped[c] = (1 + best[0], [c, *best[1]])
+                lab = min(labels, key=lambda lab: cost(c, lab))
+                wrapped[c] = (1 + cost(c, lab), lab)
         return wrapped[c]
 
-    best = min((cost(base, lab) for lab in labels), key=lambda t: t[0])
-    return best[1] if best[0] < INF else None
+    def chosen(v: str, lab: Hashable, out: list[str]) -> None:
+        for c in children[v]:
+            own, own_lab = wrap_cost(c)
+            if cost(c, lab) <= own:
+                chosen(c, lab, out)
+            else:
+                out.append(c)
+                chosen(c, own_lab, out)
+
+    lab = min(labels, key=lambda lab: cost(base, lab))
+    if cost(base, lab) == INF:
+        return None
+    out: list[str] = []
+    chosen(base, lab, out)
+    return out
 
 
 def minimal_overrides(graph: ModelGraph, spec: FSDP1Spec, prediction: Prediction,
