@@ -1,0 +1,377 @@
+"""Validation of `ftsc explain`'s `model_states` against real training steps, per rank and phase.
+
+    python benchmarks/bench_explain_memory.py measure --out DIR [--world-sizes 1 2 8]   # on a GPU
+    python benchmarks/bench_explain_memory.py memtracker --out DIR                       # on CPU
+    python benchmarks/bench_explain_memory.py compare MEASURED.json [...] [--markdown]   # ftsc explain
+
+`measure` builds each model of `explain_models.py` on one CUDA device, freezes it to each phase's
+trainable set, wraps it (one device, DDP, FSDP1 with `use_orig_params` True and False, FSDP2) at
+world sizes 1, 2 and 8, and runs two training steps. World sizes above 1 use torch's `fake`
+process group on the one GPU: each rank is simulated separately (its own real local shards, its
+own batch), collectives are skipped. It records `torch.cuda.memory_allocated()` right after
+`loss.backward()` of the second step (the first step has created the optimizer state), with the
+step's outputs, loss and batch released, minus what was allocated before the model was built.
+Precisions follow Lightning: `bf16-mixed` is autocast, and under FSDP1 Lightning's
+`MixedPrecision(bf16, bf16, bf16)`; FSDP2 adds `MixedPrecisionPolicy(bf16, reduce fp32)`.
+
+`memtracker` runs the FSDP2 rows on CPU under torch's `FSDPMemTracker` and records its
+categories at the same point. `compare` writes each configuration as a `.ftsc` schedule, runs
+`ftsc explain --format json` on it (one process per configuration) and joins the busiest rank's
+measurement with explain's `model_states`, per phase; it prints a markdown table with the error
+per row. Writes nothing outside `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from explain_models import BENCHES, Bench  # noqa: E402
+
+STRATEGIES = ("single", "ddp", "fsdp1", "fsdp1-flat", "fsdp2")
+PRECISIONS = ("32-true", "bf16-mixed")
+OPTIMIZERS = ("adamw", "sgd-momentum")
+MIB = 1 << 20
+
+
+# --- configurations -----------------------------------------------------------------------
+
+def schedule_of(bench: Bench, strategy: str) -> tuple[tuple[str, ...], ...]:
+    """The phases a strategy trains: whole units for FSDP1 `use_orig_params=False`."""
+    return bench.aligned if strategy == "fsdp1-flat" else bench.partial
+
+
+def trainable(names: Sequence[str], phases: Sequence[Sequence[str]], phase: int) -> list[str]:
+    """Parameter names that train in `phase` (cumulative, full-match regexes)."""
+    patterns = [re.compile(p) for k in range(phase + 1) for p in phases[k]]
+    return [n for n in names if any(p.fullmatch(n) for p in patterns)]
+
+
+def configs(world_sizes: Sequence[int], models: Sequence[str]) -> Iterator[dict[str, Any]]:
+    for model in models:
+        for precision in PRECISIONS:
+            for optimizer in OPTIMIZERS:
+                for strategy in STRATEGIES:
+                    for world in world_sizes:
+                        if strategy == "single" and world != 1:
+                            continue
+                        yield {"model": model, "strategy": strategy, "precision": precision,
+                               "optimizer": optimizer, "world_size": world}
+
+
+# --- measurement (torch, one device) --------------------------------------------------------
+
+def _batch(model_name: str, rank: int, step: int, device: Any) -> dict[str, Any]:
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(1000 * rank + step)
+    if model_name == "llama":
+        ids = torch.randint(0, 32000, (2, 64), generator=gen).to(device)
+        return {"input_ids": ids, "labels": ids}
+    pixels = torch.randn(2, 3, 224, 224, generator=gen).to(device)
+    return {"pixel_values": pixels, "labels": torch.randint(0, 10, (2,), generator=gen).to(device)}
+
+
+def _wrap(model: Any, bench: Bench, cfg: dict[str, Any], device: Any) -> Any:
+    import torch
+
+    strategy, bf16 = cfg["strategy"], cfg["precision"] == "bf16-mixed"
+    layer_cls = type(next(m for n, m in model.named_modules() if re.fullmatch(bench.layers, n)))
+    if strategy == "single":
+        return model
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp.register_comm_hook(None, _no_allreduce)  # the fake group's allreduce future holds no tensor
+        return ddp
+    if strategy in ("fsdp1", "fsdp1-flat"):
+        from torch.distributed.fsdp import FullyShardedDataParallel, MixedPrecision
+        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+        mp = MixedPrecision(torch.bfloat16, torch.bfloat16, torch.bfloat16) if bf16 else None
+        return FullyShardedDataParallel(model, auto_wrap_policy=ModuleWrapPolicy({layer_cls}), mixed_precision=mp,
+                                        use_orig_params=strategy == "fsdp1", device_id=device)
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    kwargs: dict[str, Any] = {}
+    if bf16:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for name, module in model.named_modules():
+        if re.fullmatch(bench.layers, name):
+            fully_shard(module, **kwargs)
+    fully_shard(model, **kwargs)
+    return model
+
+
+def _no_allreduce(state, bucket):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201 - DDP inspects annotations
+    """DDP comm hook that keeps the bucket as reduced (its memory stays DDP's own)."""
+    import torch
+
+    del state
+    fut = torch.futures.Future()
+    fut.set_result(bucket.buffer())
+    return fut
+
+
+def _optimizer(params: list[Any], name: str) -> Any:
+    import torch
+
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=1e-5)
+    return torch.optim.SGD(params, lr=1e-5, momentum=0.9)
+
+
+def measure_one(cfg: dict[str, Any], rank: int, phase: int, device: Any, tracker: bool = False) -> dict[str, Any]:
+    """Build, freeze, wrap and train two steps; bytes allocated after the second backward."""
+    import torch
+
+    import explain_models
+
+    bench = BENCHES[cfg["model"]]
+    cuda = device.type == "cuda"
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = getattr(explain_models, bench.factory)()
+    names = [n for n, _ in model.named_parameters()]
+    train = set(trainable(names, schedule_of(bench, cfg["strategy"]), phase))
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in train)
+    numel = sum(p.numel() for n, p in model.named_parameters() if n in train)
+    model = _wrap(model, bench, cfg, device)
+    opt = _optimizer([p for p in model.parameters() if p.requires_grad], cfg["optimizer"])
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["precision"] == "bf16-mixed")
+    row: dict[str, Any] = {**cfg, "rank": rank, "phase": phase, "trainable_numel": numel}
+    mt = None
+    if tracker:
+        from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+
+        mt = FSDPMemTracker(model, opt)
+    with mt if mt is not None else _nothing():
+        for step in range(2):
+            batch = _batch(cfg["model"], rank, step, device)
+            with autocast:
+                out = model(**batch)
+            loss = out.loss
+            loss.backward()
+            if step == 1:
+                del out, loss, batch
+                if cuda:
+                    torch.cuda.synchronize()
+                    row["measured"] = torch.cuda.memory_allocated() - base
+                if mt is not None:
+                    snap = mt.get_tracker_snapshot("current")
+                    cats = {str(k): v for k, v in snap[device].items()}
+                    row["memtracker"] = cats
+                break
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if mt is not None:
+                mt.reset_mod_stats()
+    if cuda:
+        row["peak_step"] = torch.cuda.max_memory_allocated() - base
+    del model, opt
+    return row
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _pg(world: int, rank: int, backend: str) -> None:
+    import torch.distributed as dist
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    dist.init_process_group(backend, store=FakeStore(), rank=rank, world_size=world)
+
+
+def measure(args: argparse.Namespace) -> None:
+    import torch
+    import transformers
+
+    device = torch.device("cuda", 0) if not args.cpu else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    meta = {"torch": torch.__version__, "transformers": transformers.__version__,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "commit": args.commit}
+    start = time.perf_counter()
+    backend = "fake"
+    for cfg in configs(args.world_sizes, args.models):
+        if cfg["strategy"] not in args.strategies or cfg["precision"] not in args.precisions:
+            continue
+        if cfg["optimizer"] not in args.optimizers:
+            continue
+        for rank in range(cfg["world_size"]):
+            if cfg["strategy"] != "single":
+                _pg(cfg["world_size"], rank, backend)
+            for phase in range(3):
+                try:
+                    row = measure_one(cfg, rank, phase, device, tracker=args.tracker and cfg["strategy"] == "fsdp2")
+                except Exception as err:  # noqa: BLE001 - one failing row is recorded, not fatal
+                    row = {**cfg, "rank": rank, "phase": phase, "error": f"{type(err).__name__}: {err}"[:500]}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        (out / args.name).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+        if time.perf_counter() - start > args.budget_s:
+            print("budget reached; stopping", flush=True)
+            break
+    meta["wall_s"] = round(time.perf_counter() - start, 1)
+    (out / args.name).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
+# --- comparison with ftsc explain ----------------------------------------------------------
+
+def ftsc_source(bench: Bench, cfg: dict[str, Any]) -> str:
+    """The configuration as a `.ftsc` schedule (phases, sharding block, precision)."""
+    phases = schedule_of(bench, cfg["strategy"])
+    lines = ["schedule {", "    max_depth = 2", "}", ""]
+    for k, pats in enumerate(phases):
+        lines.append(f"phase {k} {{")
+        lines += [f"    thaw /{p}/" for p in pats]
+        lines += ["}", ""]
+    strategy, precision = cfg["strategy"], cfg["precision"]
+    if strategy in ("fsdp1", "fsdp1-flat"):
+        lines += ["fsdp {", f"    auto_wrap_policy = [{bench.layer_class}]",
+                  f"    use_orig_params = {'true' if strategy == 'fsdp1' else 'false'}",
+                  f'    precision = "{precision}"', "}"]
+    elif strategy == "fsdp2":
+        lines += ["fsdp2 {", f"    data_parallel_size = {cfg['world_size']}", "    tensor_parallel_size = 1",
+                  f'    precision = "{precision}"']
+        if precision == "bf16-mixed":
+            lines.append("    fsdp_default_kwargs = {mp_policy = {param_dtype = bf16, reduce_dtype = float32}}")
+        lines += [f"    shard /{bench.layers}/", '    shard ""', "}"]
+    return "\n".join(lines) + "\n"
+
+
+def explain_json(bench: Bench, cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Run `ftsc explain --format json` on the configuration; the parsed §5.3 report."""
+    path = work / f"{cfg['model']}_{cfg['strategy']}_{cfg['precision']}_{cfg['world_size']}.ftsc"
+    path.write_text(ftsc_source(bench, cfg))
+    cmd = [sys.executable, "-m", "ftsc", "explain", str(path), "--model",
+           f"{Path(__file__).resolve().parent / 'explain_models.py'}:{bench.factory}",
+           "--world-size", str(cfg["world_size"]), "--optimizer", cfg["optimizer"], "--format", "json"]
+    if cfg["strategy"] in ("single", "ddp"):
+        cmd += ["--strategy", cfg["strategy"], "--precision", cfg["precision"]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
+    if proc.returncode not in (0, 1):
+        return {"error": (proc.stderr or proc.stdout).strip()[-800:], "cmd": cmd[3:]}
+    return json.loads(proc.stdout)
+
+
+def compare(args: argparse.Namespace) -> None:
+    rows: list[dict[str, Any]] = []
+    metas = []
+    for path in args.measured:
+        data = json.loads(Path(path).read_text())
+        metas.append(data["meta"])
+        rows += data["rows"]
+    work = Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["model"], r["strategy"], r["precision"], r["optimizer"], r["world_size"])
+        groups.setdefault(key, []).append(r)
+    cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+    table = []
+    for key in sorted(groups, key=lambda k: (k[0], STRATEGIES.index(k[1]), k[2], k[3], k[4])):
+        cfg = dict(zip(("model", "strategy", "precision", "optimizer", "world_size"), key, strict=True))
+        report = cache.setdefault(key, explain_json(BENCHES[cfg["model"]], cfg, work))
+        for phase in range(3):
+            ranks = [r for r in groups[key] if r["phase"] == phase]
+            bad = [r for r in ranks if "measured" not in r]
+            entry = {**cfg, "phase": phase, "ranks": len(ranks)}
+            if bad or not ranks:
+                entry["error"] = bad[0].get("error", "missing") if bad else "missing"
+            else:
+                busiest = max(ranks, key=lambda r: r["measured"])
+                entry.update(measured=busiest["measured"], busiest_rank=busiest["rank"],
+                             spread=busiest["measured"] - min(r["measured"] for r in ranks))
+                if "memtracker" in busiest:
+                    entry["memtracker"] = sum(busiest["memtracker"].values())
+            if "error" in report:
+                entry["explain_error"] = report["error"]
+            elif "measured" in entry:
+                mem = report["phases"][phase]["memory"]
+                entry["explain"] = mem["model_states"]
+                entry["explain_parts"] = {k: mem[k] for k in ("params", "buffers", "grads", "optimizer")}
+                err = mem["model_states"] - entry["measured"]
+                entry["error_bytes"] = err
+                entry["error_pct"] = round(100 * err / entry["measured"], 3)
+                entry["ok"] = abs(err) <= max(0.02 * entry["measured"], 16 * MIB)
+            table.append(entry)
+    (work / "compare.json").write_text(json.dumps({"meta": metas, "rows": table}, indent=1) + "\n")
+    print(markdown(table))
+
+
+def markdown(table: list[dict[str, Any]]) -> str:
+    head = ("| model | strategy | precision | optimizer | W | phase | measured MiB (busiest rank) | rank spread MiB "
+            "| explain MiB | error MiB | error % | ok |")
+    out = [head, "|---" * 12 + "|"]
+    for e in table:
+        cells = [e["model"], e["strategy"], e["precision"], e["optimizer"], str(e["world_size"]), str(e["phase"])]
+        if "measured" not in e:
+            out.append("| " + " | ".join(cells + ["failed: " + e.get("error", "")[:60], "", "", "", "", ""]) + " |")
+            continue
+        cells += [f"{e['measured'] / MIB:.1f}", f"{e['spread'] / MIB:.1f}"]
+        if "explain" in e:
+            cells += [f"{e['explain'] / MIB:.1f}", f"{e['error_bytes'] / MIB:+.2f}", f"{e['error_pct']:+.2f}",
+                      "yes" if e["ok"] else "**no**"]
+        else:
+            cells += ["explain failed", "", "", ""]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("measure")
+    m.add_argument("--out", required=True)
+    m.add_argument("--name", default="explain_memory_measured.json")
+    m.add_argument("--world-sizes", type=int, nargs="+", default=[1, 2, 8])
+    m.add_argument("--models", nargs="+", default=list(BENCHES))
+    m.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    m.add_argument("--precisions", nargs="+", default=list(PRECISIONS))
+    m.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS))
+    m.add_argument("--tracker", action="store_true", help="also record FSDPMemTracker's categories (FSDP2 rows)")
+    m.add_argument("--cpu", action="store_true", help="run on CPU (FSDPMemTracker only; no memory_allocated)")
+    m.add_argument("--commit", default="")
+    m.add_argument("--budget-s", type=float, default=1e9)
+    c = sub.add_parser("compare")
+    c.add_argument("measured", nargs="+")
+    c.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    if args.cmd == "measure":
+        measure(args)
+    else:
+        compare(args)
+
+
+if __name__ == "__main__":
+    main()
