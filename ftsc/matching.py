@@ -45,6 +45,7 @@ except ImportError:  # pragma: no cover - the fallback machine alone is still ex
     _re2 = None
 
 MAX_PROGRAM = 20_000  # instructions of the fallback machine (counted repeats are unrolled)
+MAX_STEPS = 4_000_000  # states the fallback machine may expand for one pattern, over all names
 _RE2_MAX_COUNT = 1000
 _CHAR_FLAGS = re.IGNORECASE | re.DOTALL | re.ASCII | re.UNICODE
 _CATEGORY = {
@@ -368,8 +369,10 @@ def _at(code: Any, flags: int, name: str, pos: int) -> bool:
 class _Machine:
     """Memoised backtracking over the compiled programs: first match in Python's priority order."""
 
-    def __init__(self, programs: list[list[tuple[Any, ...]]]) -> None:
+    def __init__(self, programs: list[list[tuple[Any, ...]]], pattern: str) -> None:
         self.programs = programs
+        self.pattern = pattern
+        self.steps_left = MAX_STEPS
 
     def run(self, name: str, full: bool) -> int | None:
         memo: dict[tuple[int, int], int | None] = {}
@@ -386,6 +389,11 @@ class _Machine:
             if state in seen:
                 continue
             seen.add(state)
+            self.steps_left -= 1
+            if self.steps_left < 0:
+                raise UnsupportedPattern(
+                    f"matching `{self.pattern}` against these names needs over {MAX_STEPS:,} steps of ftsc's "
+                    "bounded matcher (lookaround, atomic or possessive parts over long names); simplify it")
             pc, pos = state
             ins = code[pc]
             kind = ins[0]
@@ -476,7 +484,7 @@ class Matcher:
         if self._fallback is None:
             compiler = _Compiler(self._chars)
             compiler.program(self._parsed.data, self._flags)
-            self._fallback = _Machine(compiler.programs)
+            self._fallback = _Machine(compiler.programs, self.pattern)
         return self._fallback
 
     def match(self, name: str) -> int | None:
@@ -503,7 +511,10 @@ def matcher_for(pattern: str, names: Iterable[str]) -> Matcher:
     alphabet: set[str] = set()
     for n in names:
         alphabet.update(n)
-    return _cached(pattern, frozenset(alphabet))
+    matcher = _cached(pattern, frozenset(alphabet))
+    if matcher._fallback is not None:  # a fresh step budget for each pass over the names
+        matcher._fallback.steps_left = MAX_STEPS
+    return matcher
 
 
 @functools.lru_cache(maxsize=4096)

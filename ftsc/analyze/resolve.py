@@ -67,6 +67,7 @@ class SelectorMatch:
     params: tuple[str, ...]
     pruned_alias: str | None = None  # the selector named this alias of a shared parameter
     invalid: bool = False  # the pattern does not compile (reported as FTS101)
+    problem: str | None = None  # compiles, but could not be matched against these names in bounded time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,7 +176,11 @@ def resolve_schedule(schedule: ir.Schedule, graph: ModelGraph) -> Resolution:
         for sel in phase.selectors:
             try:
                 hits, pruned = match_selector(sel, graph)
-            except (re.error, UnsupportedPattern, OverflowError, RecursionError, ValueError):
+            except UnsupportedPattern as err:
+                matches.append(SelectorMatch(phase=phase.index, selector=sel, params=(), invalid=True,
+                                             problem=str(err)))
+                continue
+            except (re.error, OverflowError, RecursionError, ValueError):
                 matches.append(SelectorMatch(phase=phase.index, selector=sel, params=(), invalid=True))
                 continue
             matches.append(SelectorMatch(phase=phase.index, selector=sel, params=tuple(hits), pruned_alias=pruned))

@@ -1,7 +1,9 @@
 """FTS106: a pattern on which Python's backtracking `re` can take exponential time.
 
 Schedule-level (no model): FTS patterns (matched with `re.match`) and `/regex/` selectors
-(matched in full) are analysed by `ftsc.backtracking`. Never runs the pattern.
+(matched in full) are analysed by `ftsc.backtracking`. Never runs the pattern. With a model,
+a pattern ftsc's bounded matcher gave up on (too many steps against these names) is reported
+as FTS101: its resolution is unknown.
 """
 
 from __future__ import annotations
@@ -83,3 +85,12 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
                           "ftsc matches in bounded time; FinetuningScheduler uses Python's `re` and can hang"),
                    help="repeat each piece only once, so that every part of a name matches one way: `(a+)+` "
                         "is `a+`, `(a|aa)+` is `a+`, `(.*x){n}` is `(?:[^x]*x){n}`")
+    if ctx.resolution is not None:
+        reported: set[tuple[str, int]] = set()
+        for phase in ctx.resolution.phases:
+            for m in phase.matches:
+                if m.problem and (m.selector.pattern, m.selector.span.start) not in reported:
+                    reported.add((m.selector.pattern, m.selector.span.start))
+                    yield make("FTS101", ctx.source, m.selector.span, detail=m.problem,
+                               label="not matched in bounded time",
+                               help="remove lookaround, atomic groups and possessive repeats, or shorten them")
