@@ -308,8 +308,37 @@ def extract(module: Any, target: str | None = None) -> Manifest:
     calls += tuple({"kind": "fully_shard", "modules": [names[id(m)] for m in group]}
                    for group in getattr(module, "_ftsc_fully_shard_calls", ())
                    if group and all(id(m) in names for m in group))
+    hf = hf_facts(module)
     return Manifest(target=target, classes=classes, modules=tuple(modules), parameters=tuple(params),
-                    buffers=tuple(buffers), calls=calls)
+                    buffers=tuple(buffers), calls=calls, extra={"hf": hf} if hf else {})
+
+
+_LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer")
+
+
+def hf_facts(module: Any) -> dict[str, Any]:
+    """What freeze dialects read from a transformers model besides its names (manifest key `hf`):
+    `_no_split_modules`, `config.model_type`, and the layer-count keys of `config` and of
+    `config.text_config` (plain JSON values only). Empty for a module without `config`."""
+    config = getattr(module, "config", None)
+    if config is None:
+        return {}
+
+    def counts(cfg: Any) -> dict[str, int]:
+        return {k: v for k in _LAYER_COUNT_KEYS
+                if isinstance(v := getattr(cfg, k, None), int) and not isinstance(v, bool)}
+
+    no_split = getattr(module, "_no_split_modules", None)
+    model_type = getattr(config, "model_type", None)
+    out: dict[str, Any] = {
+        "no_split_modules": (sorted(map(str, no_split)) if isinstance(no_split, set) else [str(c) for c in no_split])
+        if isinstance(no_split, list | tuple | set) else None,
+        "model_type": model_type if isinstance(model_type, str) else None,
+        "config": counts(config),
+    }
+    if hasattr(config, "text_config"):
+        out["text_config"] = counts(getattr(config, "text_config"))
+    return out
 
 
 def check_structure(module: Any, target: str) -> None:
