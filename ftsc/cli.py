@@ -16,11 +16,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ftsc import __version__
 from ftsc.analyze import AnalysisContext, prepare
-from ftsc.atomic import atomic_write_bytes, atomic_write_text
 from ftsc.check import check_loaded, load_config, merge_config, run_check
+from ftsc.atomic import atomic_write_bytes, atomic_write_text
 from ftsc.config import ConfigError, Settings, load_settings
 from ftsc.convert import convert
 from ftsc.diagnostics import Diagnostic, Severity

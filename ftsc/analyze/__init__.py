@@ -14,6 +14,7 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.analyze.resolve import resolve_schedule
 from ftsc.analyze.rules import (
+    fts106_catastrophic_backtracking,
     fts201_contiguity,
     fts202_no_match,
     fts203_multiple_phases,
@@ -52,6 +53,7 @@ PASSES: tuple[Pass, ...] = (
     fts203_multiple_phases.check,
     fts204_never_thawed.check,
     fts205_over_matching.check,
+    fts106_catastrophic_backtracking.check,
     fts206_transitions.check,
     fts207_phase_zero_lr.check,
     fts208_reinit_phase_zero.check,
