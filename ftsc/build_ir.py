@@ -13,7 +13,7 @@ from typing import Any
 from lark import Token, Transformer, Tree, v_args
 from lark.tree import Meta
 
-from ftsc import ir, schema
+from ftsc import ir, layer_lr, schema
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.regexes import compile_problem, glob_to_regex
 from ftsc.source import SourceFile, Span
@@ -126,6 +126,10 @@ class ToIR(Transformer[Token, ir.Schedule]):
         name, value = children
         return ir.Setting(name=str(name), value=value, span=_span(meta), name_span=_tok_span(name))
 
+    def lr_setting(self, meta: Meta, children: list[Any]) -> ir.Setting:
+        start = _span(meta).start
+        return ir.Setting(name="lr", value=children[0], span=_span(meta), name_span=Span(start, start + 2))
+
     def call_args(self, meta: Meta, children: list[Any]) -> tuple[ir.Setting, ...]:
         return tuple(c for c in children if c is not None)
 
@@ -164,6 +168,67 @@ class ToIR(Transformer[Token, ir.Schedule]):
 
     def fts_selector(self, meta: Meta, children: list[Token]) -> ir.Selector:
         return self._selector(ir.SelectorKind.FTS, unescape_string(children[0][1:-1]), _span(meta))
+
+    # --- layer-wise lr decay --------------------------------------------------------------
+
+    def layers_prefix(self, meta: Meta, children: list[Token]) -> ir.Selector:
+        return self._layers(ir.Selector(kind=ir.SelectorKind.EXACT, pattern=str(children[0]), span=_span(meta)))
+
+    def layers_glob(self, meta: Meta, children: list[Token]) -> ir.Selector:
+        sel = ir.Selector(kind=ir.SelectorKind.GLOB, pattern=unescape_string(children[0][1:-1]), span=_span(meta))
+        return self._layers(sel)
+
+    def _layers(self, sel: ir.Selector) -> ir.Selector:
+        problem = layer_lr.layers_problem(sel)
+        if problem:
+            code = "FTS102" if "{i}" in problem else "FTS101"
+            self._report(code, sel.span, detail=problem, label="layer pattern",
+                         help="write the layer modules with `{i}` for the index, e.g. `model.layers.{i}`")
+        return sel
+
+    def embeddings_place(self, meta: Meta, children: list[ir.Selector]) -> tuple[str, tuple[ir.Selector, ...]]:
+        return ("embeddings", tuple(children))
+
+    def norm_place(self, meta: Meta, children: list[ir.Selector]) -> tuple[str, tuple[ir.Selector, ...]]:
+        return ("norm", tuple(children))
+
+    def _rate(self, value: ir.Value, what: str) -> float:
+        v = value.data
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            return float(v)
+        self._report("FTS102", value.span, detail=f"{what} must be a positive number", label="not positive")
+        return 1.0
+
+    def _decay(self, meta: Meta, top: ir.Value, decay: float | None, start: float | None,
+               preset: ir.LrPreset, layers: ir.Selector, places: list[Any]) -> ir.LrDecay:
+        parts: dict[str, list[ir.Selector]] = {"embeddings": [], "norm": []}
+        for kind, sels in places:
+            parts[kind].extend(sels)
+        if parts["norm"] and preset in (ir.LrPreset.ELECTRA, ir.LrPreset.FASTAI):
+            self._report("FTS102", parts["norm"][0].span,
+                         detail=f"the `{preset}` convention has no place for a final norm",
+                         label="no `norm` placement",
+                         help="leave it out: parameters outside the embeddings and layers get the top lr (the "
+                              "head's)")
+        return ir.LrDecay(lr=self._rate(top, "the lr"), decay=decay, start=start, preset=preset, layers=layers,
+                          embeddings=tuple(parts["embeddings"]), norm=tuple(parts["norm"]), span=_span(meta))
+
+    def lr_decay(self, meta: Meta, children: list[Any]) -> ir.LrDecay:
+        top, decay, preset_tok, layers, *places = children
+        d = self._rate(decay, "the decay factor")
+        if d > 1:
+            self._report("FTS102", decay.span, detail="the decay factor must be at most 1", label="grows per layer",
+                         help="write the factor each lower layer's lr is multiplied by, e.g. `decay 0.8`")
+            d = 1.0
+        preset = ir.LrPreset(str(preset_tok)) if preset_tok is not None else ir.LrPreset.BEIT
+        return self._decay(meta, top, d, None, preset, layers, places)
+
+    def lr_slice(self, meta: Meta, children: list[Any]) -> ir.LrDecay:
+        first, second, layers, *places = children
+        if second is None:  # slice(stop)
+            return self._decay(meta, first, None, None, ir.LrPreset.FASTAI, layers, places)
+        start = self._rate(first, "the slice start")
+        return self._decay(meta, second, None, start, ir.LrPreset.FASTAI, layers, places)
 
     # --- statements -----------------------------------------------------------------------
 
@@ -253,8 +318,11 @@ class ToIR(Transformer[Token, ir.Schedule]):
         criteria: list[ir.Criterion] | None = None
         settings: list[ir.Setting] = []
         reinits: list[ir.Reinit] = []
+        decays: list[ir.LrDecay] = []
         for stmt in stmts:
-            if isinstance(stmt, ir.Setting):
+            if isinstance(stmt, ir.LrDecay):
+                decays.append(stmt)
+            elif isinstance(stmt, ir.Setting):
                 settings.append(stmt)
             elif isinstance(stmt, ir.Reinit):
                 reinits.append(stmt)
@@ -273,8 +341,18 @@ class ToIR(Transformer[Token, ir.Schedule]):
                 by_kind[c.kind] = c
             until = tuple(sorted(by_kind.values(), key=lambda c: _CRITERION_ORDER[c.kind]))
         name = unescape_string(name_tok[1:-1]) if name_tok is not None else None
+        for extra in decays[1:]:
+            self._report("FTS104", extra.span, key="lr ... per", label="second decay form",
+                         help="a phase has one layer-wise lr form")
+        lr_setting = next((s for s in settings if s.name == "lr"), None)
+        if decays and lr_setting is not None:
+            self._report("FTS209", lr_setting.span, detail="a phase has either `lr = X` or a layer-wise `lr ... per` "
+                         "form, not both", label="second lr",
+                         help="the decay form's first number is the top (head) lr")
+            settings = [s for s in settings if s.name != "lr"]
         return ir.Phase(index=self._int(index_tok), name=name, selectors=tuple(selectors), until=until,
                         settings=self._settings(settings, schema.PHASE), reinits=self._reinits(reinits),
+                        lr_decay=decays[0] if decays else None,
                         span=_span(meta), index_span=_tok_span(index_tok))
 
     def fsdp_block(self, meta: Meta, children: list[Any]) -> ir.FSDPConfig:

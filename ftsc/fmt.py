@@ -178,6 +178,24 @@ def _reinit(r: ir.Reinit, depth: int) -> list[_Line]:
     return lines
 
 
+def _lr_decay(d: ir.LrDecay, depth: int) -> list[_Line]:
+    """`lr TOP decay D PRESET per LAYERS { embeddings SEL ... norm SEL ... }` (or fastai's `slice`)."""
+    num = lambda x: value(ir.scalar(x))  # noqa: E731
+    if d.decay is not None:
+        head = f"lr {num(d.lr)} decay {num(d.decay)} {d.preset.value}"
+    else:
+        head = f"lr slice({num(d.start)}, {num(d.lr)})" if d.start is not None else f"lr slice({num(d.lr)})"
+    layers = d.layers.pattern if d.layers.kind is ir.SelectorKind.EXACT else "glob " + quote(d.layers.pattern)
+    head += f" per {layers}"
+    places = [("embeddings", s) for s in d.embeddings] + [("norm", s) for s in d.norm]
+    if not places:
+        return [_Line(depth, head, d.span.start)]
+    lines = [_Line(depth, head + " {", d.span.start)]
+    lines += [_Line(depth + 1, f"{kind} {selector(s)}", s.span.start) for kind, s in places]
+    lines.append(_Line(depth, "}", max(d.span.end - 1, d.span.start)))
+    return lines
+
+
 def _criterion(c: ir.Criterion) -> str:
     if c.kind is ir.CriterionKind.PLATEAU:
         return "plateau" + (call_args(c.args) if c.args else "")
@@ -203,6 +221,8 @@ def lines_of(schedule: ir.Schedule) -> list[list[_Line]]:
         head = f"phase {phase.index}" + (f" {quote(phase.name)}" if phase.name is not None else "")
         body = [_Line(1, "thaw " + selector(s), s.span.start) for s in phase.selectors]
         body += [_Line(1, setting(s), s.span.start) for s in phase.settings]
+        if phase.lr_decay is not None:
+            body += _lr_decay(phase.lr_decay, 1)
         if phase.until is not None:
             anchor = phase.until[0].span.start if phase.until else None
             text = "until " + " or ".join(_criterion(c) for c in phase.until) if phase.until else None

@@ -50,6 +50,15 @@ class CriterionKind(StrEnum):
     PLATEAU = "plateau"
 
 
+class LrPreset(StrEnum):
+    """Whose layer-wise lr decay convention a decay form follows (docs/lr-decay.md has the formulas)."""
+
+    BEIT = "beit"
+    ELECTRA = "electra"
+    TIMM = "timm"
+    FASTAI = "fastai"
+
+
 Scalar: TypeAlias = None | bool | int | float | str
 
 
@@ -120,11 +129,37 @@ class Reinit:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LrDecay:
+    """Layer-wise lr decay: `lr TOP decay D [preset] per LAYERS { embeddings ... norm ... }`.
+
+    `lr` is the top (undecayed) lr; `decay` the factor per layer, None for fastai's `slice`
+    forms, where `start` is `slice(start, stop)`'s start (None for `slice(stop)`). `layers` is
+    an exact (module prefix) or glob selector whose pattern holds one `{i}`, the layer index.
+    `embeddings` and `norm` place those parameters as the preset's project places them.
+    """
+
+    lr: float
+    decay: float | None = None
+    start: float | None = None
+    preset: LrPreset = LrPreset.BEIT
+    layers: Selector
+    embeddings: tuple[Selector, ...] = ()
+    norm: tuple[Selector, ...] = ()
+    span: Span = field(default=NO_SPAN, compare=False)
+
+    @property
+    def is_slice(self) -> bool:
+        """True for fastai's `lr slice(...)` spelling."""
+        return self.decay is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Phase:
     """One phase: what it thaws, its lr, how it ends, what it reinitializes.
 
     `until` is None when the source states no transition (FTS default: plateau, or nothing
     under `epoch_transitions_only`); otherwise the criteria, any of which ends the phase.
+    `lr_decay`, when given, gives each of the phase's parameters its layer's lr.
     """
 
     index: int
@@ -133,6 +168,7 @@ class Phase:
     until: tuple[Criterion, ...] | None = None
     settings: tuple[Setting, ...] = ()
     reinits: tuple[Reinit, ...] = ()
+    lr_decay: LrDecay | None = None
     span: Span = field(default=NO_SPAN, compare=False)
     index_span: Span = field(default=NO_SPAN, compare=False)
 
@@ -256,7 +292,7 @@ def dump(node: Any) -> Any:
 
 _NODE_TYPES: Mapping[str, type] = {
     cls.__name__: cls
-    for cls in (Value, Setting, Selector, Criterion, Reinit, Phase, Options, ShardEntry,
+    for cls in (Value, Setting, Selector, Criterion, Reinit, LrDecay, Phase, Options, ShardEntry,
                 FSDPConfig, FSDP2Config, Schedule)
 }
 
@@ -272,6 +308,8 @@ def load(data: Any) -> Any:
             kwargs["kind"] = CriterionKind(kwargs["kind"])
         elif cls is Reinit:
             kwargs["target"] = ReinitTarget(kwargs["target"])
+        elif cls is LrDecay:
+            kwargs["preset"] = LrPreset(kwargs["preset"])
         return cls(**kwargs)
     if isinstance(data, list):
         return tuple(load(item) for item in data)

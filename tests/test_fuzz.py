@@ -83,6 +83,7 @@ def _explicit() -> dict[str, st.SearchStrategy[str]]:
         "INT": _tok(st.integers(min_value=0, max_value=12).map(str)),
         "FLOAT": _tok(_FLOATS),
         "REINIT_TARGET": _tok(st.sampled_from(["optimizer", "lr_scheduler"])),
+        "LAYERS": _tok(st.sampled_from(["layers.{i}", "model.encoder.layer.{i}", "{i}", "blocks.{i}.attn", "h_{i}"])),
         "COMMENT": st.sampled_from(["# note\n", "#\n", "# ftsc: ignore[FTS210]\n"]),
         "WS": st.sampled_from([" ", "\n", "\t", "\n\n"]),
     })
