@@ -68,12 +68,27 @@ def to_fts_yaml(schedule: ir.Schedule, source: SourceFile | None = None) -> tupl
                               help="add `or plateau`, or set `epoch_transitions_only = true`"))
         for s in phase.settings:
             body[s.name] = s.value.py()
+        if phase.lr_decay is not None:
+            diags.append(_lr_decay_refused(phase, source))
         for r in phase.reinits:
             body["new_optimizer" if r.target is ir.ReinitTarget.OPTIMIZER else "new_lr_scheduler"] = _reinit(r)
         doc[phase.index] = body
     text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True) if doc else "{}\n"
     header = _options_comment(schedule)
     return header + text, diags
+
+
+def _lr_decay_refused(phase: ir.Phase, source: SourceFile | None) -> Diagnostic:
+    """FTS501 for a layer-wise decay form: FTS gives a phase one lr (the one or two groups it adds
+    all get the phase's `lr`; `init_pg_lrs` sets one lr per existing group, i.e. per phase)."""
+    return make("FTS501", source, phase.lr_decay.span if phase.lr_decay else phase.index_span,
+                label="several lrs in one phase",
+                detail=f"phase {phase.index}'s layer-wise lrs cannot be expressed in FTS YAML: FTS adds a phase's "
+                       "parameters as one parameter group (two with `no_decay`) at the phase's single `lr`",
+                notes=("`init_pg_lrs` sets one lr per existing group, and FTS makes one group per phase; "
+                       "one phase per layer would thaw the layers at different epochs",),
+                help="run the schedule with `ftsc.lightning.FinetuningScheduler`, or give the phase one "
+                     "`lr = X` to convert it")
 
 
 def _options_comment(schedule: ir.Schedule) -> str:

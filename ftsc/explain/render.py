@@ -107,7 +107,20 @@ def render_text(ex: Explanation, *, all_rows: bool = False, title: str = "") -> 
     what = ("model states exact; activations and peak are estimates" if ex.estimated else "model states" if
             ex.no_blocks else "model states; give --batch and --seq for an activation and peak estimate")
     out.append(f"memory: bytes on the busiest rank after backward of a step after the first ({what})")
+    out += lr_group_lines(ex)
     return "\n".join(out) + "\n"
+
+
+def lr_group_lines(ex: Explanation) -> list[str]:
+    """Each layer-wise lr decay phase's groups: name, lr, parameter count."""
+    out: list[str] = []
+    for ph in ex.phases:
+        if ph.lr_groups is None:
+            continue
+        out += ["", f"phase {ph.index} lr groups:"]
+        width = max((len(g.label) for g in ph.lr_groups), default=0)
+        out += [f"  {g.label.ljust(width)}  {g.lr:.6g}  ({len(g.params)} params)" for g in ph.lr_groups]
+    return out
 
 
 def render_md(ex: Explanation, *, all_rows: bool = False, title: str = "") -> str:

@@ -17,6 +17,8 @@ from ftsc.explain import setup as setups
 from ftsc.explain.activations import activation_bytes, transformer_blocks
 from ftsc.explain.matrix import Cell, cell
 from ftsc.explain.memory import Group, Memory, RankMemory, Setup, buffer_bytes, itemsize, phase_memory
+from ftsc.layer_lr import LrGroup, layer_lrs
+from ftsc.lower import graph_matcher
 from ftsc.model.graph import ModelGraph, parent_of
 from ftsc.shard.fsdp1 import BATCHNORM
 
@@ -33,6 +35,7 @@ class PhaseReport:
     memory: RankMemory
     activations: int | None
     peak: int | None
+    lr_groups: tuple[LrGroup, ...] | None = None  # a layer-wise lr decay form's groups
 
     @property
     def trainable_numel(self) -> int:
@@ -68,6 +71,9 @@ class Explanation:
                            "units": [{"name": g.name, "state": c.state, "trainable_numel": c.trainable_numel}
                                      for g, c in zip(self.groups, ph.cells, strict=True)],
                            "memory": memory})
+            if ph.lr_groups is not None:  # additive: only phases with a decay form have it
+                phases[-1]["lr_groups"] = [{"name": g.label, "lr": g.lr, "params": list(g.params)}
+                                           for g in ph.lr_groups]
         return {"version": 1, "world_size": self.setup.world_size, "optimizer": self.setup.optimizer,
                 "units": [{"name": g.name, "numel": n, "dtype": d}
                           for g, n, d in zip(self.groups, self.numels, self.dtypes, strict=True)],
@@ -167,8 +173,11 @@ def explain(schedule: ir.Schedule, ctx: AnalysisContext, setup: Setup, *, batch:
     phases = []
     thawed: set[str] = set()
     layouts: dict[int, object] = {}
+    decays = {p.index: p.lr_decay for p in schedule.phases if p.lr_decay is not None}
     for ph in sorted(res.phases, key=lambda p: p.index):
         thawed.update(graph.primary(p) for p in ph.params)
+        decay = decays.get(ph.index)
+        lr_groups = layer_lrs(decay, ph.params, graph.params, graph_matcher(graph)) if decay else None
         trainable = frozenset(thawed)
         memory = phase_memory(graph, setup, groups, trainable, buffers, layouts)
         acts = peak = None
@@ -179,7 +188,7 @@ def explain(schedule: ir.Schedule, ctx: AnalysisContext, setup: Setup, *, batch:
             peak = memory.device.model_states + acts + _transient(graph, groups, trainable, setup)
         phases.append(PhaseReport(index=ph.index, trainable=trainable,
                                   cells=tuple(cell(graph, g, trainable) for g in groups),
-                                  memory=memory, activations=acts, peak=peak))
+                                  memory=memory, activations=acts, peak=peak, lr_groups=lr_groups))
     entries = graph.param_entries
     numels = tuple(sum(entries[p].numel for p in g.params) for g in groups)
     dtypes = tuple(_dtype_of(graph, g, setup) for g in groups)

@@ -7,10 +7,12 @@ Never imports torch.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from ftsc import ir
-from ftsc.analyze.resolve import Resolution
+from ftsc.analyze.resolve import Resolution, match_selector
+from ftsc.layer_lr import LrGroup, MatchFn, layer_lrs
 from ftsc.lower.plan import PhasePlan, Plan, Sharding, Unit
 from ftsc.model.graph import ModelGraph
 
@@ -20,12 +22,23 @@ if TYPE_CHECKING:
 DEFAULT_BASE_MAX_LR = 1e-5  # FinetuningScheduler's `base_max_lr` default
 
 
+def graph_matcher(graph: ModelGraph) -> MatchFn:
+    """`selector -> primary FQNs` over the model (an unusable pattern matches nothing; FTS101 reports it)."""
+    def match(sel: ir.Selector) -> list[str]:
+        try:
+            return match_selector(sel, graph)[0]
+        except (re.error, ValueError, OverflowError, RecursionError):
+            return []
+    return match
+
+
 def lower(schedule: ir.Schedule, resolution: Resolution, graph: ModelGraph,
           fsdp1: FSDP1Analysis | None = None, fsdp2: FSDP2Analysis | None = None) -> Plan:
     """Compile `schedule` into a `Plan`.
 
     Phase 0's lr is None (the optimizer's own, from `configure_optimizers`); later phases
-    get their `lr`, else `base_max_lr`, as FinetuningScheduler does.
+    get their `lr`, else `base_max_lr`, as FinetuningScheduler does. A phase with a layer-wise
+    decay form gets its top lr and `lr_groups` (phase 0 too: the runtime applies them).
 
     Example:
         >>> from ftsc.analyze.context import AnalysisContext
@@ -40,8 +53,14 @@ def lower(schedule: ir.Schedule, resolution: Resolution, graph: ModelGraph,
         resolved = resolution.phase(phase.index)
         epoch = phase.criterion(ir.CriterionKind.EPOCH)
         lr = None if phase.index == 0 else float(phase.lr if phase.lr is not None else base_lr)
-        phases.append(PhasePlan(index=phase.index, name=phase.name, params=resolved.params if resolved else (),
-                                lr=lr, max_transition_epoch=epoch.value if epoch and epoch.value is not None else -1))
+        params = resolved.params if resolved else ()
+        groups = None
+        if phase.lr_decay is not None:
+            groups = layer_lrs(phase.lr_decay, params, graph.params, graph_matcher(graph))
+            lr = phase.lr_decay.lr
+        phases.append(PhasePlan(index=phase.index, name=phase.name, params=params, lr=lr,
+                                max_transition_epoch=epoch.value if epoch and epoch.value is not None else -1,
+                                lr_groups=groups))
     sharding = Sharding()
     if fsdp1 is not None:
         pred = fsdp1.prediction
@@ -55,4 +74,4 @@ def lower(schedule: ir.Schedule, resolution: Resolution, graph: ModelGraph,
                 sharding=sharding)
 
 
-__all__ = ["PhasePlan", "Plan", "Sharding", "Unit", "lower"]
+__all__ = ["LrGroup", "PhasePlan", "Plan", "Sharding", "Unit", "lower"]

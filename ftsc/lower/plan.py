@@ -10,18 +10,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftsc.layer_lr import LrGroup
+
 JSON_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PhasePlan:
-    """One phase: the parameters it thaws, its lr (None: the optimizer's own), its epoch limit."""
+    """One phase: the parameters it thaws, its lr (None: the optimizer's own), its epoch limit.
+
+    `lr_groups` (a layer-wise decay form) splits the phase's parameters into groups with their
+    own lrs; `lr` is then the top (undecayed) lr.
+    """
 
     index: int
     name: str | None
     params: tuple[str, ...]
     lr: float | None
     max_transition_epoch: int = -1
+    lr_groups: tuple[LrGroup, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,8 +61,7 @@ class Plan:
         """SPEC §5.2."""
         return {
             "version": JSON_VERSION,
-            "phases": [{"index": p.index, "name": p.name, "params": list(p.params), "lr": p.lr,
-                        "max_transition_epoch": p.max_transition_epoch} for p in self.phases],
+            "phases": [_phase_json(p) for p in self.phases],
             "unscheduled": list(self.unscheduled),
             "aliases": dict(self.aliases),
             "sharding": {"kind": self.sharding.kind,
@@ -63,3 +69,13 @@ class Plan:
                          "unsharded": list(self.sharding.unsharded)},
             "diagnostics": list(diagnostics or []),
         }
+
+
+def _phase_json(p: PhasePlan) -> dict[str, Any]:
+    """A phase object; `lr_groups` is added (never replacing a field) when the phase has a decay form."""
+    out: dict[str, Any] = {"index": p.index, "name": p.name, "params": list(p.params), "lr": p.lr,
+                           "max_transition_epoch": p.max_transition_epoch}
+    if p.lr_groups is not None:
+        out["lr_groups"] = [{"name": g.label, "layer_id": g.layer_id, "scale": g.scale, "lr": g.lr,
+                             "params": list(g.params)} for g in p.lr_groups]
+    return out

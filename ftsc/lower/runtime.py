@@ -1,7 +1,7 @@
 """The runtime plan: everything the Lightning callback needs, as plain data (no torch).
 
 Input: an `ir.Schedule` and its `Resolution`. Output: a `RuntimePlan`: per phase the FQNs it
-thaws, its lr, how it ends (epoch, step, plateau) and what it re-initialises; the schedule
+thaws, its lr (or, with a layer-wise decay form, its lr groups), how it ends (epoch, step, plateau) and what it re-initialises; the schedule
 options; and a fingerprint that checkpoints carry so a resume with another schedule is refused.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 from ftsc import ir
 from ftsc.analyze.resolve import Resolution
+from ftsc.layer_lr import layer_lrs
 from ftsc.lower import DEFAULT_BASE_MAX_LR
 
 OPTION_DEFAULTS: dict[str, Any] = {
@@ -41,6 +42,9 @@ class RuntimePhase:
     plateau_args: dict[str, Any] = field(default_factory=dict)  # per-phase early-stopping overrides
     new_optimizer: dict[str, Any] | None = None  # {"class_path", "init_args"}
     new_lr_scheduler: dict[str, Any] | None = None  # {"lr_scheduler_init", "pl_lrs_cfg", "init_pg_lrs", ...}
+    # A layer-wise decay form: one group per lr, lowest layer first: {"name", "lr", "params": [FQN, ...]}.
+    # `lr` is then the top lr; in phase 0 too, where the groups replace the optimizer's own.
+    lr_groups: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,7 +63,8 @@ class RuntimePlan:
 
     def fingerprint(self) -> str:
         """A hash of what determines the training trajectory (phases and options)."""
-        doc = {"phases": [asdict(p) for p in self.phases], "options": self.options}
+        phases = [{k: v for k, v in asdict(p).items() if not (k == "lr_groups" and v is None)} for p in self.phases]
+        doc = {"phases": phases, "options": self.options}
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -91,6 +96,7 @@ def lower_runtime(schedule: ir.Schedule, resolution: Resolution) -> RuntimePlan:
     implicit_lrs = _reinit(schedule.options.reinit(ir.ReinitTarget.LR_SCHEDULER))
     base_lr = float(options.get("base_max_lr") or DEFAULT_BASE_MAX_LR)
     epoch_only = bool(options.get("epoch_transitions_only"))
+    model = [*resolution.phases_of, *resolution.unscheduled]  # every parameter (primary FQNs)
     phases = []
     for phase in sorted(schedule.phases, key=lambda p: p.index):
         resolved = resolution.phase(phase.index)
@@ -110,10 +116,16 @@ def lower_runtime(schedule: ir.Schedule, resolution: Resolution) -> RuntimePlan:
                     plateau = not epoch_only
                     plateau_args = {a.name: a.value.py() for a in c.args or ()}
         lr = None if phase.index == 0 else float(phase.lr if phase.lr is not None else base_lr)
+        params = resolved.params if resolved else ()
+        groups = None
+        if phase.lr_decay is not None:
+            lr = phase.lr_decay.lr
+            groups = tuple({"name": g.label, "lr": g.lr, "params": list(g.params)}
+                           for g in layer_lrs(phase.lr_decay, params, model))
         new_opt = implicit_opt if phase.index else None
         new_opt = new_opt or _reinit(phase.reinit(ir.ReinitTarget.OPTIMIZER))
         new_lrs = (implicit_lrs if phase.index else None) or _reinit(phase.reinit(ir.ReinitTarget.LR_SCHEDULER))
-        phases.append(RuntimePhase(index=phase.index, params=resolved.params if resolved else (), lr=lr,
+        phases.append(RuntimePhase(index=phase.index, params=params, lr=lr, lr_groups=groups,
                                    epoch=epoch, step=step, plateau=plateau, plateau_args=plateau_args,
                                    new_optimizer=new_opt if phase.index else None,
                                    new_lr_scheduler=new_lrs if phase.index else None))
