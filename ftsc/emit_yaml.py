@@ -85,8 +85,8 @@ def _lr_decay_refused(phase: ir.Phase, source: SourceFile | None) -> Diagnostic:
                 label="several lrs in one phase",
                 detail=f"phase {phase.index}'s layer-wise lrs cannot be expressed in FTS YAML: FTS adds a phase's "
                        "parameters as one parameter group (two with `no_decay`) at the phase's single `lr`",
-                notes=("`init_pg_lrs` sets one lr per existing group, and FTS makes one group per phase; "
-                       "one phase per layer would thaw the layers at different epochs",),
+                notes=(("`init_pg_lrs` sets one lr per existing group, and FTS makes one group per phase; "
+                        "one phase per layer would thaw the layers at different epochs"),),
                 help="run the schedule with `ftsc.lightning.FinetuningScheduler`, or give the phase one "
                      "`lr = X` to convert it")
 

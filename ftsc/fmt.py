@@ -180,7 +180,9 @@ def _reinit(r: ir.Reinit, depth: int) -> list[_Line]:
 
 def _lr_decay(d: ir.LrDecay, depth: int) -> list[_Line]:
     """`lr TOP decay D PRESET per LAYERS { embeddings SEL ... norm SEL ... }` (or fastai's `slice`)."""
-    num = lambda x: value(ir.scalar(x))  # noqa: E731
+    def num(x: float | None) -> str:
+        return value(ir.scalar(x))
+
     if d.decay is not None:
         head = f"lr {num(d.lr)} decay {num(d.decay)} {d.preset.value}"
     else:

@@ -3,7 +3,7 @@ checkpoint was saved with, and restore_best's replay.
 
 Input: the `RuntimePlan`, the Trainer and the LightningModule. Output: the Trainer's optimizer
 holding exactly the thawed phases' parameters in FinetuningScheduler's group layout (one group
-per phase, two with `no_decay`), its lr schedulers extended to the new groups, and
+per phase, two with `no_decay`; with layer-wise lrs, that per decay group), its lr schedulers extended to the new groups, and
 re-initialisations applied. Imports torch and lightning. Never decides *when* a phase ends.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ftsc.lightning import _private, reinit
 from ftsc.lightning.fsdp1 import is_flat_param
@@ -77,10 +78,34 @@ class OptimizerSurgery:
             names.setdefault(id(p), []).append(n)
         return [[n for p in g["params"] for n in names.get(id(p), [])] for g in optimizer.param_groups]
 
+    def phase_groups(self, pl_module: pl.LightningModule, depth: int, names: list[str],
+                     **extra: Any) -> list[dict[str, Any]]:
+        """The groups for `names` of phase `depth`: `groups()` of them all, or, when the phase has a
+        layer-wise lr decay, `groups()` of each decay group at its own lr (lowest layer first)."""
+        params = logical_params(pl_module)
+        decay = self.plan.phases[depth].lr_groups
+        if not decay:
+            return self.groups(pl_module, [(n, params[n]) for n in names], **extra)
+        wanted = set(names)
+        owner: dict[int, str] = {}
+        out: list[dict[str, Any]] = []
+        for g in decay:
+            chunk = [(n, params[n]) for n in g["params"] if n in wanted]
+            for n, p in chunk:
+                if owner.setdefault(id(p), g["name"]) != g["name"]:
+                    raise MisconfigurationException(
+                        f"phase {depth}'s layer-wise lrs put `{n}` in group `{g['name']}`, but it shares one "
+                        f"FlatParameter with parameters of group `{owner[id(p)]}` (FSDP with use_orig_params=False "
+                        "cannot give them different lrs); set use_orig_params=True or wrap each layer in its own unit")
+            if chunk:
+                lr = float(g["lr"])
+                out += self.groups(pl_module, chunk, **{**extra, "lr": lr, "initial_lr": lr})
+        return out
+
     def add_group(self, trainer: pl.Trainer, pl_module: pl.LightningModule, names: list[str], lr: float,
                   depth: int) -> int:
-        """Add the not-yet-optimized trainable parameters among `names` as new group(s) at `lr`, and extend
-        the lr schedulers to them; returns the number of groups added."""
+        """Add the not-yet-optimized trainable parameters among `names` as new group(s) at `lr` (or at their
+        layer-wise decay lrs), and extend the lr schedulers to them; returns the number of groups added."""
         optimizer = trainer.optimizers[0]
         params = logical_params(pl_module)
         present = {id(p) for g in optimizer.param_groups for p in g["params"]}
@@ -88,13 +113,15 @@ class OptimizerSurgery:
         if not new:
             self.log.warning("ftsc: phase %d thaws no new parameters; no parameter group added.", depth)
             return 0
-        start_lr = lr
+        factor = 1.0
         for config in trainer.lr_scheduler_configs:
             sched = config.scheduler
             if self.plan.options.get("apply_lambdas_new_pgs") and getattr(sched, "lr_lambdas", None):
-                start_lr = lr * sched.lr_lambdas[-1](sched.last_epoch)
-        groups = self.groups(pl_module, new, lr=start_lr, initial_lr=start_lr)
+                factor = sched.lr_lambdas[-1](sched.last_epoch)
+        groups = self.phase_groups(pl_module, depth, [n for n, _ in new], lr=lr, initial_lr=lr)
+        base_lrs = [g["lr"] for g in groups]
         for group in groups:
+            group["lr"] = group["initial_lr"] = group["lr"] * factor if factor != 1.0 else group["lr"]
             optimizer.add_param_group(group)
         for config in trainer.lr_scheduler_configs:
             sched = config.scheduler
@@ -102,7 +129,7 @@ class OptimizerSurgery:
                 sched.min_lrs.extend([sched.min_lrs[0]] * len(groups))
                 continue
             if hasattr(sched, "base_lrs"):
-                sched.base_lrs.extend([lr] * len(groups))
+                sched.base_lrs.extend(base_lrs)
             if getattr(sched, "lr_lambdas", None):
                 sched.lr_lambdas.extend([sched.lr_lambdas[-1]] * max(len(sched.base_lrs) - len(sched.lr_lambdas), 0))
         return len(groups)
@@ -126,16 +153,20 @@ class OptimizerSurgery:
         names = list(self.plan.phases[0].params)
         params = logical_params(pl_module)
         current = [p for g in optimizer.param_groups for p in g["params"]]
-        if {id(p) for p in current} == {id(params[n]) for n in names} and all(p.requires_grad for p in current):
+        decay = self.plan.phases[0].lr_groups  # layer-wise lrs: phase 0's groups are rebuilt at their lrs
+        if not decay and {id(p) for p in current} == {id(params[n]) for n in names} and \
+                all(p.requires_grad for p in current):
             return False
         if not self.plan.options.get("enforce_phase0_params", True):
             self.log.warning("ftsc: the optimizer does not hold exactly the phase 0 parameters "
-                             "(enforce_phase0_params=False).")
+                             "(enforce_phase0_params=False)%s.", "; phase 0's layer-wise lrs are not applied"
+                             if decay else "")
             return False
         lr = optimizer.defaults["lr"]
+        groups = self.phase_groups(pl_module, 0, names, lr=lr, initial_lr=lr)
         optimizer.param_groups.clear()
         optimizer.state.clear()
-        for group in self.groups(pl_module, [(n, params[n]) for n in names], lr=lr, initial_lr=lr):
+        for group in groups:
             optimizer.add_param_group(group)
         self.reset_schedulers(trainer)
         for config in trainer.lr_scheduler_configs:
@@ -215,10 +246,8 @@ class OptimizerSurgery:
         names: list[str] = []
         lrs: list[float] = []
         if new_optimizer:  # replay every phase into a fresh optimizer
-            params = logical_params(pl_module)
             first = thaw(pl_module, self.plan, 0)
-            optimizer = reinit.install_optimizer(trainer, new_optimizer,
-                                                 self.groups(pl_module, [(n, params[n]) for n in first]))
+            optimizer = reinit.install_optimizer(trainer, new_optimizer, self.phase_groups(pl_module, 0, first))
             for group in optimizer.param_groups:
                 group["initial_lr"] = group.get("initial_lr", group["lr"])
             for i in range(1, depth + 1):

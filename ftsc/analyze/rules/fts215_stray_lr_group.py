@@ -86,13 +86,15 @@ def _strays(decl: ir.LrDecay, groups: tuple[LrGroup, ...], explicit: set[str]) -
         siblings.setdefault(parent_of(p), []).append(p)
     out: dict[str, tuple[float, float]] = {}
     for p, g in group_of.items():
-        if p in explicit or not is_bias_or_norm(p):
+        # Only what fell to the top group by default: explicit placements and layer matches are meant.
+        if p in explicit or not is_bias_or_norm(p) or "head" not in g.label.split(" + "):
             continue
         m = module.fullmatch(p) if module else None
         if m is not None and int(m.group(1)) in layer_lr and f"layer {m.group(1)}" not in g.label.split(" + "):
             out[p] = (g.lr, layer_lr[int(m.group(1))])
             continue
-        others = [group_of[s] for s in siblings[parent_of(p)] if not is_bias_or_norm(s)]
+        mates = [s for s in siblings[parent_of(p)] if s != p]
+        others = [group_of[s] for s in mates if not is_bias_or_norm(s)] or [group_of[s] for s in mates]
         home = next((o for o in others if o is not g), None)
         if home is not None and all(o is home for o in others):
             out[p] = (g.lr, home.lr)
