@@ -525,3 +525,17 @@ def test_runtime_phase_zero_decay_replaces_the_optimizers_groups(tmp_path: Path)
     want = [0.001 * (100 ** (k / 4)) for k in range(5)]
     assert [names[0].split(".")[0] for _, _, names in first] == ["embed", "layers", "layers", "layers", "head"]
     assert all(math.isclose(lr, w, rel_tol=1e-12) for (lr, _, _), w in zip(first, want, strict=True))
+
+
+@pytest.mark.parametrize("doc", ["docs/lr-decay.md", "docs/language.md"])
+def test_doc_schedules_load_cleanly(doc: str) -> None:
+    from .conftest import REPO
+
+    text = (REPO / doc).read_text()
+    blocks = re.findall(r"^```ftsc[^\n]*\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    decay_blocks = [b for b in blocks if " per " in b]
+    assert decay_blocks
+    for block in decay_blocks:
+        loaded = load_text(SourceFile("doc.ftsc", block))
+        assert loaded.schedule is not None and loaded.diagnostics == [], (block, loaded.diagnostics)
+        assert any(p.lr_decay is not None for p in loaded.schedule.phases)

@@ -119,7 +119,10 @@ def lr_group_lines(ex: Explanation) -> list[str]:
             continue
         out += ["", f"phase {ph.index} lr groups:"]
         width = max((len(g.label) for g in ph.lr_groups), default=0)
-        out += [f"  {g.label.ljust(width)}  {g.lr:.6g}  ({len(g.params)} params)" for g in ph.lr_groups]
+        lrs = [f"{g.lr:.6g}" for g in ph.lr_groups]
+        lr_width = max(map(len, lrs), default=0)
+        out += [f"  {g.label.ljust(width)}  {lr.rjust(lr_width)}  ({len(g.params)} params)"
+                for g, lr in zip(ph.lr_groups, lrs, strict=True)]
     return out
 
 

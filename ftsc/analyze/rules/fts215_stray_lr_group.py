@@ -121,7 +121,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
         first = strays[names[0]]
         yield make("FTS215", ctx.source, decl.layers.span, count=len(names), where="layer's or module's",
                    names=shown, label="leaves biases or norms out",
-                   notes=(f"e.g. `{names[0]}` gets {first[0]:.6g}, its layer {first[1]:.6g}",),
+                   notes=(f"e.g. `{names[0]}` gets {first[0]:.6g}, where it belongs {first[1]:.6g}",),
                    help="name the layer modules in `per` (e.g. `model.layers.{i}`), or place these parameters "
                         "with `embeddings` / `norm`",
                    data={"phase": phase.index,
