@@ -108,6 +108,9 @@ def _syntax_diagnostic(source: SourceFile, err: UnexpectedInput) -> Diagnostic:
     pos = getattr(err, "pos_in_stream", None)
     if isinstance(err, UnexpectedEOF) or pos is None:
         pos = len(text)
+    missing_eq = _lr_without_eq(source, err)
+    if missing_eq is not None:
+        return missing_eq
     label = _match_example(err)
     if isinstance(err, UnexpectedCharacters):
         ch = text[pos] if pos < len(text) else ""
@@ -134,6 +137,27 @@ def _syntax_diagnostic(source: SourceFile, err: UnexpectedInput) -> Diagnostic:
     notes = (f"expected one of: {', '.join(dict.fromkeys(shown_expected))}",) if shown_expected else ()
     return make("FTS001", source, Span(pos, min(end, len(text)) if end > pos else pos),
                 detail=detail, label="here", notes=notes)
+
+
+def _lr_without_eq(source: SourceFile, err: UnexpectedInput) -> Diagnostic | None:
+    """`lr 0.1` followed by anything but `decay`: the user meant `lr = 0.1`.
+
+    Since `lr TOP decay ...` is a statement, the parser only fails at the token after the value;
+    point at the value instead, whatever statement came before (the example table cannot, as its
+    match depends on the parser state left by earlier statements).
+    """
+    if not isinstance(err, UnexpectedToken) or err.token.type == "_DECAY":
+        return None
+    if set(getattr(err, "accepts", None) or ()) != {"_DECAY"}:
+        return None
+    stack = getattr(getattr(getattr(err, "interactive_parser", None), "parser_state", None), "value_stack", [])
+    if len(stack) < 2 or not isinstance(stack[-1], Token) or getattr(stack[-2], "type", None) != "_LR":
+        return None
+    value = stack[-1]
+    return make("FTS001", source, Span(value.start_pos or 0, value.end_pos or 0),
+                detail="expected `=` after the setting name", label="value without `=`",
+                help=f"write `lr = {value}`; `lr {value} decay D per LAYERS` is the layer-wise form "
+                "(docs/lr-decay.md)")
 
 
 def _match_example(err: UnexpectedInput) -> str | None:
