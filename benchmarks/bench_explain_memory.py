@@ -276,8 +276,12 @@ def explain_json(bench: Bench, cfg: dict[str, Any], work: Path) -> dict[str, Any
     cmd = [sys.executable, "-m", "ftsc", "explain", str(path), "--model",
            f"{Path(__file__).resolve().parent / 'explain_models.py'}:{bench.factory}",
            "--world-size", str(cfg["world_size"]), "--optimizer", cfg["optimizer"], "--format", "json"]
-    if cfg["strategy"] in ("single", "ddp"):
-        cmd += ["--strategy", cfg["strategy"], "--precision", cfg["precision"]]
+    if cfg["strategy"] in ("single", "ddp"):  # no sharding block: strategy and precision from a trainer config
+        trainer = work / f"{path.stem}.trainer.yaml"
+        strategy = "ddp" if cfg["strategy"] == "ddp" else "auto"
+        trainer.write_text(f"trainer:\n  strategy: {strategy}\n  precision: {cfg['precision']}\n"
+                           f"  devices: {cfg['world_size']}\n")
+        cmd += ["--lightning-config", str(trainer)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
     if proc.returncode not in (0, 1):
         return {"error": (proc.stderr or proc.stdout).strip()[-800:], "cmd": cmd[3:]}

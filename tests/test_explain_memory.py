@@ -312,3 +312,23 @@ def test_activations_scale_with_the_blocks_above_the_lowest_trainable_parameter(
     assert est[1] == 2 * est[0] and est[2] == 4 * est[0]
     for k in (1, 2):  # 2 and 4 blocks store what 1 block stores, 2 and 4 times (logits aside)
         assert abs(real[k] / real[0] - est[k] / est[0]) < 0.15 * est[k] / est[0], (real, est)
+
+
+@pytest.mark.parametrize(("strategy", "devices", "kind"), [
+    ("ddp", 1, "ddp"), ("ddp_find_unused_parameters_true", 1, "ddp"),
+    ({"class_path": "lightning.pytorch.strategies.DDPStrategy"}, 1, "ddp"),
+    ("auto", 1, "single"), ("single_device", 1, "single"), ("auto", 2, "ddp")])
+def test_trainer_strategy_decides_ddp_without_sharding(tmp_path: Path, strategy: object, devices: int,
+                                                       kind: str) -> None:
+    """Lightning wraps in DDP whenever `trainer.strategy` names DDP, even on one device (its reducer's
+    buckets then count); with no strategy named, more than one device means DDP."""
+    import yaml
+
+    from ftsc.explain.setup import read_config_facts
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"trainer": {"strategy": strategy, "devices": devices}}))
+    loaded = load_text(SourceFile("s.ftsc", PHASES))
+    assert loaded.schedule is not None
+    setup = schedule_setup(loaded.schedule, world_size=None, optimizer=None, facts=read_config_facts(str(config)))
+    assert (setup.kind, setup.world_size) == (kind, devices)

@@ -40,6 +40,7 @@ class ConfigFacts:
     world_size: int | None = None
     devices: int | None = None  # per node
     optimizer: str | None = None
+    ddp: bool = False  # `trainer.strategy` names DDP (Lightning wraps in DDP even on one device)
 
 
 def read_config_facts(path: str | None) -> ConfigFacts:
@@ -73,7 +74,17 @@ def read_config_facts(path: str | None) -> ConfigFacts:
     opt = doc.get("optimizer", init_args.get("optimizer"))
     return ConfigFacts(precision=None if precision is None else str(precision), world_size=world,
                        devices=devices if type(devices) is int and devices > 0 else None,
-                       optimizer=_optimizer_name(opt))
+                       optimizer=_optimizer_name(opt), ddp=_names_ddp(trainer.get("strategy")))
+
+
+def _names_ddp(strategy: Any) -> bool:
+    """`ddp`, `ddp_find_unused_parameters_true`, ... or a `DDPStrategy` class path."""
+    if isinstance(strategy, dict):
+        strategy = strategy.get("class_path")
+    if not isinstance(strategy, str):
+        return False
+    name = strategy.rsplit(".", 1)[-1].lower()
+    return name.startswith("ddp") or name == "ddpstrategy"
 
 
 def _optimizer_name(node: Any) -> str | None:
@@ -113,7 +124,7 @@ def schedule_setup(schedule: ir.Schedule, *, world_size: int | None, optimizer: 
     if world_size is None:
         dp = _setting(fsdp2.settings, "data_parallel_size") if fsdp2 else None
         world_size = dp if type(dp) is int else facts.world_size or 1
-    kind = "fsdp" if fsdp else "fsdp2" if fsdp2 else ("ddp" if world_size > 1 else "single")
+    kind = "fsdp" if fsdp else "fsdp2" if fsdp2 else ("ddp" if world_size > 1 or facts.ddp else "single")
     buffer_dtype = grad_dtype = param_dtype = shard_size = None
     use_orig = True
     if fsdp is not None:
