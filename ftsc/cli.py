@@ -51,6 +51,55 @@ def _model_args(p: argparse.ArgumentParser, *, strategy: bool = True, cache: boo
         p.add_argument("--lightning-config", metavar="C", help="LightningCLI config with options and strategy")
 
 
+def _strategy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy-config", metavar="S",
+                   help="accelerate config YAML or transformers fsdp_config JSON (by content), or `hf`: the "
+                        "model's own transformers FSDP plan; the strategy for the schedule")
+    p.add_argument("--trainable", action="append", default=None, metavar="PATTERN",
+                   help="without a schedule FILE: one phase thawing what each PATTERN selects (FTS `params` rule)")
+
+
+def _inputs(path: str | None, graph: ModelGraph | None, lightning_config: str | None, strategy_config: str | None,
+            trainable: Sequence[str] | None) -> tuple[Loaded, Loaded | None, int | None]:
+    """The schedule (`path`, or the `--trainable` phase), the config applied to it, and the ranks
+    a `--strategy-config` names."""
+    from ftsc.frontend.strategy import load_strategy, trainable_schedule
+
+    if strategy_config and lightning_config:
+        raise UsageError("give --lightning-config or --strategy-config, not both")
+    if trainable and path:
+        raise UsageError("--trainable forms the schedule: give it without a schedule FILE")
+    if not trainable and not path:
+        raise UsageError("give a schedule FILE or --trainable PATTERN")
+    world = None
+    if strategy_config:
+        strat = load_strategy(strategy_config, graph)
+        config, world = strat.loaded, strat.world_size
+    else:
+        config = _load_config(lightning_config)
+    if trainable:
+        loaded = trainable_schedule(trainable)
+        if config is not None and config.schedule is not None:
+            loaded = merge_config(loaded, config)
+        return loaded, config, world
+    assert path is not None
+    loaded = _load_schedule(path, config)
+    if strategy_config and getattr(loaded, "dialect", None) is not None:
+        raise UsageError(f"{path} is a freeze-dialect config with its own strategy: --strategy-config does not apply")
+    return loaded, config, world
+
+
+def _check_strategy(args: argparse.Namespace, graphs: _Graphs, path: str, seen: list[Diagnostic]) -> list[Diagnostic]:
+    """`ftsc check` of one schedule (or the `--trainable` phase) under `--strategy-config`: the
+    strategy config's diagnostics once, then the schedule's."""
+    if args.fix:
+        raise UsageError("--fix edits schedules and LightningCLI configs, not --strategy-config / --trainable inputs")
+    graph = graphs.for_file(path)
+    loaded, config, _ = _inputs(path or None, graph, args.lightning_config, args.strategy_config, args.trainable)
+    head = [d for d in (config.diagnostics if config is not None and args.strategy_config else ()) if d not in seen]
+    return head + check_file(loaded, graph)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ftsc", description="Fine-tuning schedule compiler and FSDP alignment checker.")
     p.add_argument("--version", action="version", version=f"ftsc {__version__}")
@@ -71,10 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--skip-unrecognized", action="store_true",
                        help="skip YAML files that are neither a schedule nor a LightningCLI config without "
                             "the one-line note (the pre-commit hook passes it)")
+    _strategy_args(check)
 
     comp = sub.add_parser("compile", help="compile a schedule against a model; print the plan as JSON")
-    comp.add_argument("file", metavar="FILE")
+    comp.add_argument("file", metavar="FILE", nargs="?")
     _model_args(comp, cache=True)
+    _strategy_args(comp)
     comp.add_argument("--format", choices=("json",), default="json")
     comp.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
     comp.add_argument("--isolated", action="store_true", help="ignore configuration files ([tool.ftsc])")
@@ -105,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     from ftsc.explain.command import add_parser as add_explain
 
     add_explain(sub, _model_args)
+    _strategy_args(sub.choices["explain"])
 
     rule = sub.add_parser("rule", help="show the documentation of a diagnostic code")
     rule.add_argument("code", nargs="?", help="code (FTS203) or name (param-in-multiple-phases)")
@@ -175,7 +227,7 @@ def _load_schedule(path: str, config: Loaded | None) -> Loaded:
 
 
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    files = args.files or settings.files
+    files = args.files or ([""] if args.trainable else settings.files)
     if not files:
         raise UsageError("no files to check (give FILE arguments or `files` in [tool.ftsc])")
     select_items = _split(args.select) or settings.select
@@ -192,6 +244,9 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     graphs = _Graphs(args, settings)
     all_diags: list[Diagnostic] = list(config.diagnostics) if config else []
     for path in files:
+        if args.strategy_config or args.trainable:
+            all_diags.extend(_check_strategy(args, graphs, path, all_diags))
+            continue
         loaded = _load_schedule(path, config)
         if loaded.unrecognized is not None:
             if not args.skip_unrecognized:
@@ -229,11 +284,16 @@ def _cmd_compile(args: argparse.Namespace, settings: Settings) -> int:
     from ftsc.lower import lower
 
     config = _load_config(args.lightning_config)
-    graph = _Graphs(args, settings).for_file(args.file)
+    graph = _Graphs(args, settings).for_file(args.file or "")
     if graph is None:
         raise UsageError("compile needs a model: give --model TARGET or --manifest FILE "
                          "(or map the schedule to a manifest in [tool.ftsc])")
-    loaded = _load_schedule(args.file, config)
+    if args.strategy_config or args.trainable:
+        loaded, config, _ = _inputs(args.file, graph, args.lightning_config, args.strategy_config, args.trainable)
+    elif not args.file:
+        raise UsageError("compile needs a schedule FILE (or --trainable PATTERN)")
+    else:
+        loaded = _load_schedule(args.file, config)
     file_diags, ctx = _check(loaded, graph)
     diags = (list(config.diagnostics) if config else []) + file_diags
     diags.sort(key=Diagnostic.sort_key)

@@ -16,7 +16,7 @@ from typing import Any
 from ftsc.diagnostics import Diagnostic, Severity
 from ftsc.explain import Options, explain_loaded, parse_size
 from ftsc.explain.report import Explanation
-from ftsc.explain.setup import read_config_facts
+from ftsc.explain.setup import ConfigFacts, read_config_facts
 
 FORMATS = ("text", "md", "json", "html")
 
@@ -27,6 +27,7 @@ class ExplainError(ValueError):
 
 def explain_document(path: str, *, model: str | None, manifest: str | None, model_kwargs: Mapping[str, Any] | None,
                      lightning_config: str | None, options: Options, graph: Any = None,
+                     strategy_config: str | None = None, trainable: Any = None,
                      ) -> tuple[dict[str, Any], tuple[Explanation | None, list[Diagnostic]]]:
     """SPEC §5.3's dict for `path`, and the explanation (None when the schedule did not parse)
     with the diagnostics (the check's, the config's, FTS601)."""
@@ -42,12 +43,23 @@ def explain_document(path: str, *, model: str | None, manifest: str | None, mode
         if not model and not manifest:
             raise ExplainError("explain needs a model: give --model TARGET or --manifest FILE")
         graph = load_graph(model, manifest, model_kwargs)
-    loaded = _load_schedule(path, config)
+    world = None
+    if strategy_config or trainable:  # `--strategy-config` / `--trainable` (ftsc.frontend.strategy)
+        from ftsc.cli import _inputs
+
+        try:
+            loaded, config, world = _inputs(path or None, graph, lightning_config, strategy_config, trainable)
+        except UsageError as err:
+            raise ExplainError(str(err)) from None
+    else:
+        loaded = _load_schedule(path, config)
     file_diags, ctx = _check(loaded, graph)
     diags = (list(config.diagnostics) if config else []) + file_diags
     ex = None
     if loaded.schedule is not None and ctx is not None and ctx.resolution is not None:
         facts = read_config_facts(lightning_config or (path if loaded.kind.value == "lightning-config" else None))
+        if strategy_config:  # the ranks an accelerate config names (`num_processes`)
+            facts = ConfigFacts(world_size=world)
         ex, diags = explain_loaded(loaded, graph, options=options, facts=facts, diagnostics=diags, ctx=ctx)
     diags.sort(key=Diagnostic.sort_key)
     json_diags = [to_json_obj(d) for d in diags]
@@ -63,7 +75,7 @@ def explain_document(path: str, *, model: str | None, manifest: str | None, mode
 def add_parser(sub: Any, model_args: Any) -> None:
     """The `explain` subcommand's arguments (SPEC §5.3)."""
     p = sub.add_parser("explain", help="phases x FSDP units: what trains and the memory per rank of each phase")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", nargs="?")
     model_args(p, cache=True)
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     p.add_argument("--world-size", type=int, metavar="N", help="ranks (default: from the config, else 1)")
@@ -99,7 +111,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
         if importlib.util.find_spec("ftsc.explain.html") is None:
             raise UsageError("--format html is not available in this build of ftsc (ftsc.explain.html is missing)")
         from ftsc.explain import html
-    graph = _Graphs(args, settings).for_file(args.file)
+    graph = _Graphs(args, settings).for_file(args.file or "")
     if graph is None:
         raise UsageError("explain needs a model: give --model TARGET or --manifest FILE "
                          "(or map the schedule to a manifest in [tool.ftsc])")
@@ -107,10 +119,11 @@ def run(args: argparse.Namespace, settings: Any) -> int:
                       max_memory=budget)
     try:
         doc, (ex, diags) = explain_document(args.file, model=None, manifest=None, model_kwargs=None,
-                                            lightning_config=args.lightning_config, options=options, graph=graph)
+                                            lightning_config=args.lightning_config, options=options, graph=graph,
+                                            strategy_config=args.strategy_config, trainable=args.trainable)
     except ExplainError as err:
         raise UsageError(str(err)) from None
-    title = f"{args.file}: "
+    title = f"{args.file or '--trainable'}: "
     if args.format == "json":
         text = json.dumps(doc, indent=2) + "\n"
     elif args.format == "html":

@@ -338,7 +338,39 @@ def hf_facts(module: Any) -> dict[str, Any]:
     }
     if hasattr(config, "text_config"):
         out["text_config"] = counts(getattr(config, "text_config"))
+    out.update(_embedding_facts(module))
+    plan = getattr(module, "fsdp_plan", None)  # transformers >= 5: class `_fsdp_plan` + config `base_model_fsdp_plan`
+    if isinstance(plan, dict) and plan and all(isinstance(k, str) and isinstance(v, str) for k, v in plan.items()):
+        out["fsdp_plan"] = dict(plan)
     return out
+
+
+def _embedding_facts(module: Any) -> dict[str, Any]:
+    """The modules accelerate's FSDP2 preparation carves out (read from accelerate 16cb6eb
+    `fsdp2_prepare_model`, `_find_final_norm`): input and output embeddings by name, whether
+    their weights are one tensor, and the last direct child of the base model whose class name
+    contains `Norm`; None where absent."""
+    names = {id(m): n for n, m in module.named_modules()}
+
+    def call(attr: str) -> Any:
+        try:
+            return getattr(module, attr, lambda: None)()
+        except Exception:  # noqa: BLE001 - a model without embeddings may raise NotImplementedError
+            return None
+
+    inp, outp = call("get_input_embeddings"), call("get_output_embeddings")
+    w_in, w_out = getattr(inp, "weight", None), getattr(outp, "weight", None)
+    prefix = getattr(module, "base_model_prefix", "")
+    base = getattr(module, prefix, None) if prefix else module
+    norm = None
+    if base is not None and hasattr(base, "named_children"):
+        for _, child in base.named_children():
+            if "Norm" in type(child).__name__:
+                norm = child
+    return {"input_embeddings": names.get(id(inp)) if inp is not None else None,
+            "output_embeddings": names.get(id(outp)) if outp is not None else None,
+            "tied_embeddings": w_in is not None and w_in is w_out,
+            "final_norm": names.get(id(norm)) if norm is not None else None}
 
 
 def check_structure(module: Any, target: str) -> None:

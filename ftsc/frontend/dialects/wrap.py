@@ -7,7 +7,7 @@ Output: an `ir.FSDPConfig` (FSDP1: class or size policy, which `ftsc.shard` pred
 `ir.FSDP2Config` (the modules accelerate's policy selects, bottom-up, each its own `fully_shard`),
 plus diagnostics. Semantics read from accelerate 16cb6eb (`utils/dataclasses.py`
 `set_auto_wrap_policy`, `get_module_class_from_name`; `utils/fsdp_utils.py`
-`fsdp2_prepare_auto_wrap_policy`). Never imports torch.
+`fsdp2_prepare_auto_wrap_policy`, `fsdp2_prepare_model`). Never imports torch.
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ def sharding(keys: FSDPKeys, graph: ModelGraph | None, source: SourceFile,
     min_num = keys.get("min_num_params")
     if policy == "SIZE_BASED_WRAP" and not isinstance(min_num, int):
         min_num = 0
+    if policy == "SIZE_BASED_WRAP" and min_num <= 0:  # `set_auto_wrap_policy` drops the policy (FSDP1 and 2)
+        policy = "NO_WRAP"
     if version == "2":
         return None, _fsdp2(keys, graph, policy, qualified, int(min_num or 0))
     settings: list[ir.Setting] = [ir.Setting(name="use_orig_params", value=ir.scalar(bool(keys.get("use_orig_params"))))]
@@ -146,6 +148,8 @@ def _fsdp2(keys: FSDPKeys, graph: ModelGraph | None, policy: str, classes: list[
     kwargs: list[ir.Setting] = []
     if keys.get("reshard_after_forward") is not None:
         kwargs.append(ir.Setting(name="reshard_after_forward", value=ir.scalar(bool(keys.get("reshard_after_forward")))))
+    if keys.get("offload_params"):  # accelerate passes `offload_policy=CPUOffloadPolicy()` to every call
+        kwargs.append(ir.Setting(name="offload_policy", value=ir.Value(data=(), kind="dict")))
     if graph is not None and policy != "NO_WRAP":
         numel = _subtree_numel(graph) if policy == "SIZE_BASED_WRAP" else {}
         for m in _bottom_up(graph)[:-1]:
@@ -156,5 +160,34 @@ def _fsdp2(keys: FSDPKeys, graph: ModelGraph | None, policy: str, classes: list[
             if hit:
                 plan.append(ir.ShardEntry(selector=ir.Selector(kind=ir.SelectorKind.EXACT, pattern=m),
                                           kwargs=tuple(kwargs) or None))
+    if graph is not None:
+        plan.extend(_carve_out(graph, {e.selector.pattern for e in plan}, kwargs))
     settings = (ir.Setting(name="fsdp_default_kwargs", value=ir.Value(data=tuple(kwargs), kind="dict")),) if kwargs else ()
     return ir.FSDP2Config(settings=settings, plan=tuple(plan), span=keys.span)
+
+
+def _carve_out(graph: ModelGraph, wrapped: set[str], kwargs: list[ir.Setting]) -> list[ir.ShardEntry]:
+    """What accelerate's `fsdp2_prepare_model` shards after the policy: the input embedding (when
+    not tied to the head), then the tail `[final norm, head]` with `reshard_after_forward=False`
+    (one `fully_shard` call there; here one entry each: the plan has no grouped entries), then the
+    root without `reshard_after_forward`. Modules already sharded are skipped, as accelerate skips
+    `FSDPModule`s. Model facts from the manifest's `hf` entry (absent: root only)."""
+    hf = graph.manifest.extra.get("hf") or {}
+    tied = bool(hf.get("tied_embeddings"))
+    inp, out, norm = hf.get("input_embeddings"), hf.get("output_embeddings"), hf.get("final_norm")
+    entries: list[ir.ShardEntry] = []
+
+    def entry(module: str, settings: list[ir.Setting]) -> None:
+        entries.append(ir.ShardEntry(selector=ir.Selector(kind=ir.SelectorKind.EXACT, pattern=module),
+                                     kwargs=tuple(settings) or None))
+
+    if not tied and inp and inp not in wrapped:
+        entry(inp, kwargs)
+    tail_kwargs = [s for s in kwargs if s.name != "reshard_after_forward"]
+    tail_kwargs.append(ir.Setting(name="reshard_after_forward", value=ir.scalar(False)))
+    for module in (norm, inp if tied else out):
+        if module and module not in wrapped:
+            entry(module, tail_kwargs)
+    if "" not in wrapped:  # torch resolves the root's `reshard_after_forward=None` to False
+        entry("", tail_kwargs)
+    return entries
