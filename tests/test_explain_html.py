@@ -50,7 +50,8 @@ CASES = [
     ("fsdp1-partial", 'phase 0 { thaw glob "layers.2.**" }\nphase 1 { thaw glob "layers.1.fc.weight" }\n'
                       "fsdp { auto_wrap_policy = [Block] }\n", ["--world-size", "2"]),
     ("fsdp2-estimate", 'phase 0 { thaw glob "layers.2.**" }\nphase 1 { thaw glob "layers.0.**" }\n'
-                       'fsdp2 { shard glob "layers.*" shard "" }\n', ["--world-size", "4", "--batch", "2", "--seq", "16"]),
+                       'fsdp2 { shard glob "layers.*" shard "" }\n',
+     ["--world-size", "4", "--batch", "2", "--seq", "16"]),
     ("fsdp2-offload", 'phase 0 { thaw glob "layers.2.**" }\n'
                       'fsdp2 { fsdp_default_kwargs = { offload_policy = {} } shard glob "layers.*" shard "" }\n',
      ["--world-size", "2"]),
@@ -128,8 +129,9 @@ def test_html_escapes_every_string(in_repo: None, tmp_path: Path, capsys: pytest
     parsed.feed(page)
     assert parsed.scripts == 1 and parsed.external == []
     assert parsed.rows == [u["name"] for u in doc["units"]]
-    assert [(c["data-unit"], c["data-phase"], c["data-state"]) for c in parsed.cells] == \
-        [(u["name"], str(p["index"]), p["units"][i]["state"]) for i, u in enumerate(doc["units"]) for p in doc["phases"]]
+    want = [(u["name"], str(p["index"]), p["units"][i]["state"]) for i, u in enumerate(doc["units"])
+            for p in doc["phases"]]
+    assert [(c["data-unit"], c["data-phase"], c["data-state"]) for c in parsed.cells] == want
 
 
 def test_html_is_deterministic_and_self_contained(in_repo: None) -> None:
