@@ -297,8 +297,10 @@ def test_browser_shows_the_json(case: str, browser: Any, in_repo: None, tmp_path
     _, raw = _explain(case, tmp_path, "json", capsys)
     _, page_html = _explain(case, tmp_path, "html", capsys)
     doc = json.loads(raw)
-    if case == "fsdp1-partial":
+    if case == "fsdp1-partial":  # each case shows what it is here for
         assert {c["state"] for p in doc["phases"] for c in p["units"]} == {"trainable", "frozen", "partial", "none"}
+    assert any(p["memory"]["activations"] for p in doc["phases"]) == (case == "fsdp2-estimate")
+    assert any("host" in p["memory"] for p in doc["phases"]) == (case == "fsdp2-offload")
     page, requests, dialogs = _open(browser, page_html, tmp_path)
     try:
         _check_matrix(page, doc)
@@ -314,6 +316,10 @@ def test_browser_shows_the_json(case: str, browser: Any, in_repo: None, tmp_path
         assert f"trainable numel: {target['trainable_numel']:,}" in tip and f"dtype: {unit['dtype']}" in tip
         page.mouse.move(1, 1)
         assert page.is_hidden("#tooltip")
+        where = "host" if "host" in phase["memory"] else "device"
+        mem = phase["memory"].get("host", phase["memory"])
+        page.hover(f'#memory .bar-row[data-phase="{phase["index"]}"][data-where="{where}"] .seg[data-kind="grads"]')
+        assert "grads: " in page.inner_text("#tooltip") and f"({mem['grads']:,} B)" in page.inner_text("#tooltip")
         assert requests == [(tmp_path / "explain.html").as_uri()] and dialogs == []
     finally:
         page.close()
