@@ -61,9 +61,9 @@ tfoot td.num{text-align:center}
 .bar{display:flex;height:100%}
 .seg{height:100%}
 .k-params{background:#0969da}.k-buffers{background:#8250df}.k-grads{background:#e16f24}
-.k-optimizer{background:#cf222e}.k-activations{background:#1a7f37}
+.k-optimizer{background:#cf222e}.k-activations{background:#1b7c83}
 .peak{position:absolute;top:-4px;bottom:-4px;width:0;border-left:2px dashed #1b1f24}
-.total{font-variant-numeric:tabular-nums;color:#424a53}
+.total{font-variant-numeric:tabular-nums;color:#424a53;white-space:nowrap}
 .note{color:#57606a;font-size:12px}
 .sev-error{color:#cf222e}.sev-warning{color:#9a6700}.sev-info{color:#57606a}
 #tooltip{position:fixed;z-index:10;max-width:420px;padding:6px 8px;background:#1b1f24;color:#fff;
