@@ -1,0 +1,258 @@
+"""--strategy-config against the source projects' own code: accelerate 1.16 (16cb6eb) builds its
+FSDP plugin from the same accelerate config YAML through its launcher (`_validate_launch_command`,
+`prepare_multi_gpu_env`) and from a transformers `fsdp_config` JSON through
+`TrainingArguments.fsdp_plugin_args`; its auto-wrap policy applied to the meta model gives the
+wrapped classes / modules we must predict. transformers' `_resolve_parallel_plans` gives the hf plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("accelerate")
+torch = pytest.importorskip("torch")
+
+from ftsc.frontend.strategy import load_strategy  # noqa: E402
+from ftsc.model.build import extract  # noqa: E402
+from ftsc.model.graph import ModelGraph  # noqa: E402
+from tests import models  # noqa: E402
+
+ACCELERATE = {
+    "fsdp1_cls": "fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n"
+                 "  fsdp_transformer_layer_cls_to_wrap: LlamaDecoderLayer\n"
+                 "  fsdp_use_orig_params: false\n",
+    "fsdp1_default_cls": "fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n  fsdp_sharding_strategy: SHARD_GRAD_OP\n",
+    "fsdp1_size": "fsdp_auto_wrap_policy: SIZE_BASED_WRAP\n  fsdp_min_num_params: 1000\n",
+    "fsdp1_unprefixed": "auto_wrap_policy: transformer_based_wrap\n"
+                        "  transformer_layer_cls_to_wrap: LlamaDecoderLayer,LlamaRMSNorm\n",
+    "fsdp2_cls": "fsdp_version: 2\n  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n"
+                 "  fsdp_reshard_after_forward: false\n",
+    "fsdp2_size": "fsdp_version: 2\n  fsdp_auto_wrap_policy: SIZE_BASED_WRAP\n  fsdp_min_num_params: 2000\n",
+    "fsdp2_nowrap": "fsdp_version: 2\n  fsdp_offload_params: true\n",
+}
+TRANSFORMERS = {
+    "v2_default": {"fsdp_version": 2},
+    "v2_cls_str": {"version": 2, "transformer_layer_cls_to_wrap": "LlamaDecoderLayer", "reshard_after_forward": False},
+    "v2_size": {"auto_wrap_policy": "SIZE_BASED_WRAP", "min_num_params": 3000},
+    "v1_cls": {"fsdp_version": 1, "fsdp_transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"],
+               "use_orig_params": False},
+    "v1_size_zero": {"version": 1, "auto_wrap_policy": "SIZE_BASED_WRAP"},
+}
+_ENV_OFF = {"FSDP_SYNC_MODULE_STATES": "false", "FSDP_CPU_RAM_EFFICIENT_LOADING": "false"}  # CPU-only runner
+
+
+def _graph(module) -> ModelGraph:
+    return ModelGraph(extract(module, "tests.models:llama"))
+
+
+def _accelerate_plugin(path: Path, monkeypatch):
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args, _, _ = _validate_launch_command(launch_command_parser().parse_args(["--config_file", str(path), "x.py"]))
+    env = prepare_multi_gpu_env(args)
+    for k in [k for k in os.environ if k.startswith("FSDP_")]:
+        monkeypatch.delenv(k)
+    for k, v in {**{k: v for k, v in env.items() if k.startswith("FSDP_")}, **_ENV_OFF}.items():
+        monkeypatch.setenv(k, v)
+    return FullyShardedDataParallelPlugin()
+
+
+def _truth(plugin, model) -> dict:
+    """What accelerate does with `model`: FSDP1 policy (class names / threshold), or the FSDP2
+    `fully_shard` order of `fsdp2_prepare_model` (policy bottom-up, embedding, tail, root)."""
+    from accelerate.utils.fsdp_utils import (_find_final_norm, fsdp2_prepare_auto_wrap_policy,
+                                             get_module_children_bottom_up)
+
+    names = {id(m): n for n, m in model.named_modules()}
+    if plugin.fsdp_version == 1:
+        plugin.set_auto_wrap_policy(model)
+        policy = plugin.auto_wrap_policy
+        kw = getattr(policy, "keywords", {}) if policy is not None else {}
+        return {"classes": sorted(f"{c.__module__}.{c.__qualname__}" for c in kw.get("transformer_layer_cls", ())),
+                "min_num_params": kw.get("min_num_params"), "use_orig_params": plugin.use_orig_params,
+                "sharding_strategy": plugin.sharding_strategy.name}
+    plugin.set_auto_wrap_policy(model)
+    fn = fsdp2_prepare_auto_wrap_policy(plugin, model)
+    order = [names[id(m)] for m in get_module_children_bottom_up(model)[:-1] if fn is not None and fn(m)]
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = inp is not None and out is not None and inp.weight is out.weight
+    if not tied and inp is not None and names[id(inp)] not in order:
+        order.append(names[id(inp)])
+    for m in (_find_final_norm(model), inp if tied else out):
+        if m is not None and names[id(m)] not in order:
+            order.append(names[id(m)])
+    return {"plan": [*order, ""], "reshard": plugin.reshard_after_forward, "offload": plugin.cpu_offload is not None
+            and type(plugin.cpu_offload).__name__ == "CPUOffloadPolicy"}
+
+
+def _ours(strategy) -> dict:
+    sched = strategy.loaded.schedule
+    if sched.fsdp is not None:
+        st = {s.name: s.value.py() for s in sched.fsdp.settings}
+        return {"classes": sorted(st.get("auto_wrap_policy") or []), "min_num_params": st.get("min_num_params"),
+                "use_orig_params": st["use_orig_params"],
+                "sharding_strategy": st.get("sharding_strategy", "FULL_SHARD")}
+    plan = sched.fsdp2.plan
+    default = {s.name: s.value.py() for s in sched.fsdp2.settings}.get("fsdp_default_kwargs", {})
+    return {"plan": [e.selector.pattern for e in plan], "reshard": default.get("reshard_after_forward", True),
+            "offload": "offload_policy" in default}
+
+
+@pytest.mark.parametrize("name", sorted(ACCELERATE))
+def test_accelerate_config_matches_accelerate(name, tmp_path, monkeypatch):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_processes: 4\n"
+                    f"fsdp_config:\n  {ACCELERATE[name]}")
+    model = models.llama()
+    got = load_strategy(str(path), _graph(model))
+    assert got.dialect == "accelerate" and got.world_size == 4
+    assert not got.loaded.diagnostics
+    assert _ours(got) == _truth(_accelerate_plugin(path, monkeypatch), model)
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMERS))
+def test_fsdp_config_json_matches_trainer(name, tmp_path, monkeypatch):
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from transformers import TrainingArguments
+
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(TRANSFORMERS[name]))
+    for k in [k for k in os.environ if k.startswith("FSDP_")]:
+        monkeypatch.delenv(k)
+    targs = TrainingArguments(output_dir=str(tmp_path / "out"), fsdp=True, fsdp_config=str(path), report_to=[])
+    for k, v in _ENV_OFF.items():
+        monkeypatch.setenv(k, v)
+    kwargs = {**targs.fsdp_plugin_args, "cpu_ram_efficient_loading": False, "sync_module_states": False}
+    if kwargs["fsdp_version"] == 2:
+        kwargs.pop("sync_module_states")
+    model = models.llama()
+    got = load_strategy(str(path), _graph(model))
+    assert got.dialect == "transformers" and not got.loaded.diagnostics
+    assert _ours(got) == _truth(FullyShardedDataParallelPlugin(**kwargs), model)
+
+
+def test_unknown_class_is_fts303_like_accelerate(tmp_path, monkeypatch):
+    path = tmp_path / "bad.yaml"
+    path.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_processes: 2\nfsdp_config:\n"
+                    "  fsdp_version: 2\n"
+                    "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n"
+                    "  fsdp_transformer_layer_cls_to_wrap: GPT2Block\n")
+    model = models.llama()
+    with pytest.raises(ValueError, match="Could not find the transformer layer class GPT2Block"):
+        _truth(_accelerate_plugin(path, monkeypatch), model)
+    got = load_strategy(str(path), _graph(model))
+    assert [d.code for d in got.loaded.diagnostics] == ["FTS303"]
+
+
+@pytest.mark.parametrize("factory", ["llama", "llama_tied", "gpt2", "t5"])
+def test_hf_plan_matches_transformers(factory):
+    """The model's own plan resolved by transformers (`_resolve_parallel_plans`, dp_size > 1) against
+    ours: untied Llama, tied Llama (the head's rule folds into the embedding), GPT-2 and T5 (the
+    config's default rules name nothing there: warned, dropped)."""
+    from types import SimpleNamespace
+
+    model = getattr(models, factory)()
+    if not hasattr(model, "_resolve_parallel_plans"):
+        pytest.skip("this transformers has no FSDP plans (they arrived in the 5.x line; read from 5.24)")
+    # The attributes `_resolve_parallel_plans` reads (a DistributedConfig needs a process group).
+    cfg = SimpleNamespace(tp_plan=None, ep_plan=None, fsdp_plan=None, tp_size=1, ep_size=1, dp_size=2,
+                          _validate_resolved_ep_plan=lambda plan: None)
+    _, _, plan = model._resolve_parallel_plans(cfg)
+    free = [m for m, s in plan.items() if s == "free_full_weight"]
+    keep = [m for m, s in plan.items() if s == "keep_full_weight"]
+    got = load_strategy("hf", ModelGraph(extract(model, factory)))
+    entries = got.loaded.schedule.fsdp2.plan
+    assert [e.selector.pattern for e in entries] == [*free, *keep, ""]
+    assert [e.kwargs[0].value.py() for e in entries] == [True] * len(free) + [False] * len(keep) + [False]
+
+
+# ---- the command line -------------------------------------------------------------------------
+
+FSDP1 = ("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_processes: 2\nfsdp_config:\n"
+         "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n  fsdp_use_orig_params: false\n")
+FSDP2 = ("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_processes: 8\nfsdp_config:\n"
+         "  fsdp_version: 2\n  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n")
+MODEL = ["--model", "tests.models:llama", "--no-cache"]
+
+
+def _file(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_check_partial_layer_under_accelerate_fsdp1(tmp_path, capsys):
+    """A layer thawed in part with use_orig_params false: accelerate's FSDP1 FlatParameter refuses it."""
+    from ftsc.cli import main
+
+    cfg = _file(tmp_path, "fsdp1.yaml", FSDP1)
+    assert main(["check", *MODEL, "--format", "json", "--strategy-config", cfg,
+                 "--trainable", "model.layers.3.mlp.*"]) == 1
+    codes = {d["code"] for d in json.loads(capsys.readouterr().out)["diagnostics"]}
+    assert "FTS301" in codes
+    assert main(["check", *MODEL, "--format", "json", "--strategy-config", cfg, "--trainable", "model.layers.3.*",
+                 "--trainable", "lm_head.weight", "--trainable", "model.norm.weight",
+                 "--trainable", "model.embed_tokens.weight", "--select", "FTS301"]) == 0
+
+
+def test_compile_with_trainable_and_fsdp2(tmp_path, capsys):
+    from ftsc.cli import main
+
+    cfg = _file(tmp_path, "fsdp2.yaml", FSDP2)
+    assert main(["compile", *MODEL, "--strategy-config", cfg, "--trainable", "model.layers.3.*"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["sharding"]["kind"] == "fsdp2"
+    assert [u["name"] for u in doc["sharding"]["units"]][:4] == [f"model.layers.{i}" for i in range(4)]
+    thawed = [p for ph in doc["phases"] for p in ph["params"]]
+    assert thawed and all(p.startswith("model.layers.3.") for p in thawed)
+
+
+def test_explain_reads_num_processes(tmp_path, capsys):
+    from ftsc.cli import main
+
+    cfg = _file(tmp_path, "fsdp2.yaml", FSDP2)
+    assert main(["explain", *MODEL, "--format", "json", "--strategy-config", cfg, "--trainable", "lm_head.*"]) == 0
+    assert json.loads(capsys.readouterr().out)["world_size"] == 8
+
+
+def test_schedule_file_with_strategy_config(tmp_path, capsys):
+    from ftsc.cli import main
+
+    cfg = _file(tmp_path, "fsdp.json", json.dumps({"version": 1, "use_orig_params": False}))
+    sched = _file(tmp_path, "s.ftsc",
+                  "phase 0 {\n  thaw lm_head.weight\n}\nphase 1 {\n  thaw /model\\.layers\\.3\\.mlp\\..*/\n}\n")
+    assert main(["check", *MODEL, "--format", "json", "--strategy-config", cfg, sched]) == 1
+    assert "FTS301" in {d["code"] for d in json.loads(capsys.readouterr().out)["diagnostics"]}
+
+
+def test_hf_plan_from_the_command_line(capsys):
+    from ftsc.cli import main
+
+    assert main(["compile", *MODEL, "--strategy-config", "hf", "--trainable", "model.layers.3.*"]) == 0
+    units = [u["name"] for u in json.loads(capsys.readouterr().out)["sharding"]["units"]]
+    assert units[:5] == [*(f"model.layers.{i}" for i in range(4)), "model.embed_tokens"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--trainable", "x", "FILE"], "without a schedule FILE"),
+    (["--lightning-config", "LIGHTNING", "--strategy-config", "CFG"], "not both"),
+    (["--strategy-config", "SCHED"], "not an accelerate config"),
+])
+def test_usage_errors(tmp_path, capsys, argv, message):
+    from ftsc.cli import main
+
+    sched = _file(tmp_path, "s.ftsc", "phase 0 {\n  thaw lm_head.weight\n}\n")
+    cfg = _file(tmp_path, "fsdp.yaml", FSDP1)
+    other = _file(tmp_path, "other.yaml", "0:\n  params: [lm_head.weight]\n")
+    lightning = _file(tmp_path, "cli.yaml", "trainer:\n  max_epochs: 1\n")
+    argv = [{"FILE": sched, "CFG": cfg, "SCHED": other, "LIGHTNING": lightning}.get(a, a) for a in argv]
+    if "FILE" not in argv and sched not in argv and "--trainable" not in argv:
+        argv = [*argv, sched]
+    assert main(["check", *MODEL, *argv]) == 2
+    assert message in capsys.readouterr().err
