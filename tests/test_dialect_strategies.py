@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,7 @@ TRANSFORMERS = {
                "use_orig_params": False},
     "v1_size_zero": {"version": 1, "auto_wrap_policy": "SIZE_BASED_WRAP"},
 }
+MODEL = ["--model", "tests.models:llama", "--no-cache"]
 _ENV_OFF = {"FSDP_SYNC_MODULE_STATES": "false", "FSDP_CPU_RAM_EFFICIENT_LOADING": "false"}  # CPU-only runner
 
 
@@ -137,17 +139,23 @@ def test_fsdp_config_json_matches_trainer(name, tmp_path, monkeypatch):
     assert _ours(got) == _truth(FullyShardedDataParallelPlugin(**kwargs), model)
 
 
-def test_unknown_class_is_fts303_like_accelerate(tmp_path, monkeypatch):
+@pytest.mark.parametrize("version, value, shown", [
+    ("2", "GPT2Block", "GPT2Block"),
+    ("1", "[LlamaDecoderLayer]", "['LlamaDecoderLayer']"),  # the launcher writes a YAML list as its repr
+])
+def test_unknown_class_is_fts303_like_accelerate(tmp_path, monkeypatch, capsys, version, value, shown):
+    from ftsc.cli import main
+
     path = tmp_path / "bad.yaml"
     path.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_processes: 2\nfsdp_config:\n"
-                    "  fsdp_version: 2\n"
-                    "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n"
-                    "  fsdp_transformer_layer_cls_to_wrap: GPT2Block\n")
+                    f"  fsdp_version: {version}\n  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n"
+                    f"  fsdp_transformer_layer_cls_to_wrap: {value}\n")
     model = models.llama()
-    with pytest.raises(ValueError, match="Could not find the transformer layer class GPT2Block"):
+    with pytest.raises(ValueError, match=f"Could not find the transformer layer class {re.escape(shown)}"):
         _truth(_accelerate_plugin(path, monkeypatch), model)
-    got = load_strategy(str(path), _graph(model))
-    assert [d.code for d in got.loaded.diagnostics] == ["FTS303"]
+    assert main(["check", *MODEL, "--format", "json", "--strategy-config", str(path), "--trainable", "lm_head.*"]) == 1
+    found = [d for d in json.loads(capsys.readouterr().out)["diagnostics"] if d["code"] == "FTS303"]
+    assert len(found) == 1 and shown in found[0]["message"]
 
 
 @pytest.mark.parametrize("factory", ["llama", "llama_tied", "gpt2", "t5"])
@@ -178,7 +186,6 @@ FSDP1 = ("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_proces
          "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n  fsdp_use_orig_params: false\n")
 FSDP2 = ("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_processes: 8\nfsdp_config:\n"
          "  fsdp_version: 2\n  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n")
-MODEL = ["--model", "tests.models:llama", "--no-cache"]
 
 
 def _file(tmp_path: Path, name: str, text: str) -> str:
@@ -256,3 +263,18 @@ def test_usage_errors(tmp_path, capsys, argv, message):
         argv = [*argv, sched]
     assert main(["check", *MODEL, *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_float_threshold_refused_like_the_plugin(tmp_path, monkeypatch):
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from transformers import TrainingArguments
+
+    path = _file(tmp_path, "f.json", json.dumps({"version": 1, "auto_wrap_policy": "SIZE_BASED_WRAP",
+                                                  "min_num_params": 1e6}))
+    targs = TrainingArguments(output_dir=str(tmp_path / "out"), fsdp=True, fsdp_config=path, report_to=[])
+    for k, v in _ENV_OFF.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match="must be an integer"):
+        FullyShardedDataParallelPlugin(**{**targs.fsdp_plugin_args, "cpu_ram_efficient_loading": False,
+                                          "sync_module_states": False})
+    assert [d.code for d in load_strategy(path, None).loaded.diagnostics] == ["FTS102"]

@@ -77,7 +77,13 @@ def read(source: SourceFile, root: YNode, graph: ModelGraph | None) -> StrategyS
         names = [cls] if isinstance(cls, str) else [str(c) for c in cls] if isinstance(cls, list) else [str(cls)]
         keys.values["transformer_layer_cls_to_wrap"] = ",".join(names)
     min_num = values.get("min_num_params", 0)
-    keys.values["min_num_params"] = min_num if type(min_num) is int else 0
+    if type(min_num) is not int:
+        if policy == "SIZE_BASED_WRAP" and isinstance(min_num, float) and min_num > 0:
+            diags.append(make("FTS102", source, span_of("min_num_params", cfg.span), label="not an integer",
+                              detail=f"`min_num_params: {min_num}`: accelerate's plugin refuses a non-integer "
+                                     "(`min_num_params` must be an integer)"))
+        min_num = 0
+    keys.values["min_num_params"] = min_num
     keys.values["offload_params"] = bool(values.get("cpu_offload", False))
 
     def flag(name: str, default: str) -> bool:
