@@ -25,8 +25,6 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
-
 try:  # Python >= 3.11
     import re._constants as _c  # type: ignore[import-not-found]
     import re._parser as _p  # type: ignore[import-not-found]
@@ -199,7 +197,7 @@ def _ambiguous(a: _Automaton, frag: _Frag) -> bool:
     """An SCC of the product automaton with a pair `(p, p)` and a step where the two copies differ
     (different states, or the same states through different loops' back edges)."""
     accepting = frag.last
-    graph: nx.DiGraph = nx.DiGraph()
+    graph: dict[tuple[int, int], list[tuple[int, int]]] = {}  # node -> successors
     divergent: list[tuple[tuple[int, int], tuple[int, int]]] = []
     edges = 0
     start = [(p, q) for p in frag.first for q in frag.first if a.charset[p] & a.charset[q] & ~_FAIL]
@@ -208,7 +206,7 @@ def _ambiguous(a: _Automaton, frag: _Frag) -> bool:
     while todo:
         node = todo.pop()
         p, q = node
-        graph.add_node(node)
+        succ = graph.setdefault(node, [])
         for p2, l1 in a.follow[p]:
             for q2, l2 in a.follow[q]:
                 edges += 1
@@ -216,14 +214,14 @@ def _ambiguous(a: _Automaton, frag: _Frag) -> bool:
                     raise _TooBig
                 if not a.charset[p2] & a.charset[q2] & ~_FAIL:
                     continue
-                graph.add_edge(node, (p2, q2))
+                succ.append((p2, q2))
                 if p2 != q2 or l1 != l2 or p != q:
                     divergent.append((node, (p2, q2)))
                 if (p2, q2) not in seen:
                     seen.add((p2, q2))
                     todo.append((p2, q2))
     component_of: dict[tuple[int, int], int] = {}
-    components = list(nx.strongly_connected_components(graph))
+    components = _components(graph)
     for k, component in enumerate(components):
         for node in component:
             component_of[node] = k
@@ -238,6 +236,54 @@ def _ambiguous(a: _Automaton, frag: _Frag) -> bool:
         if not states & accepting:
             return True
     return False
+
+
+def _components(succ: dict[Any, list[Any]]) -> list[set[Any]]:
+    """Strongly connected components of the directed graph `succ` (node -> successors, every
+    node a key): Tarjan's algorithm on an explicit stack, so no depth limit and no networkx.
+
+    Example:
+        >>> sorted(sorted(c) for c in _components({1: [2], 2: [1, 3], 3: [3, 4], 4: []}))
+        [[1, 2], [3], [4]]
+    """
+    index: dict[Any, int] = {}
+    low: dict[Any, int] = {}
+    on_stack: set[Any] = set()
+    stack: list[Any] = []
+    out: list[set[Any]] = []
+    for root in succ:
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work = [(root, iter(succ[root]))]
+        while work:
+            v, targets = work[-1]
+            for w in targets:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(succ[w])))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    u = work[-1][0]
+                    low[u] = min(low[u], low[v])
+                if low[v] == index[v]:
+                    component = set()
+                    while True:
+                        x = stack.pop()
+                        on_stack.discard(x)
+                        component.add(x)
+                        if x == v:
+                            break
+                    out.append(component)
+    return out
 
 
 __all__ = ["exponential_backtracking"]

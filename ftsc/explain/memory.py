@@ -164,13 +164,13 @@ def flat_layout(graph: ModelGraph, params: Sequence[str], setup: Setup) -> tuple
     ws = setup.flat_ranks
     spans: list[tuple[int, int]] = []
     total = 0
-    entries = graph.param_entries
+    numels = graph.numels
     align = 1
     if setup.use_orig_params and params:  # each original parameter starts 16-byte aligned (one dtype per unit)
         align = max(16 // itemsize(setup.param_dtype or _dtype(graph, params[0], setup)), 1)
     for p in params:
         total += -total % align
-        numel = entries[p].numel
+        numel = numels[p]
         spans.append((total, total + numel))
         total += numel
     # The process group's size: the world, or one node under HYBRID_SHARD. With

@@ -131,9 +131,16 @@ class ModelGraph:
         """True if `name` is a primary parameter FQN."""
         return name in self._param_set
 
+    @cached_property
+    def numels(self) -> dict[str, int]:
+        """Parameter name (primary or alias) -> number of elements, computed once per graph."""
+        out = {p.name: math.prod(p.shape) for p in self.manifest.parameters}
+        out.update((a, out[p]) for a, p in self.aliases.items())
+        return out
+
     def numel(self, name: str) -> int:
         """Number of elements of a parameter (primary name or alias)."""
-        return self.param_entries[self.aliases.get(name, name)].numel
+        return self.numels[name]
 
     def primary(self, name: str) -> str:
         """The primary FQN of a parameter given by any of its names."""
@@ -194,7 +201,7 @@ class ModelGraph:
 
     def total_numel(self, names: Sequence[str]) -> int:
         """Summed numel of `names` (each counted once)."""
-        return sum(self.numel(n) for n in dict.fromkeys(names))
+        return sum(map(self.numels.__getitem__, dict.fromkeys(names)))
 
     @cached_property
     def numel_all(self) -> int:

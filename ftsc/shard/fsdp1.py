@@ -100,17 +100,26 @@ def class_matches(written: str, qualname: str) -> bool:
 
 
 def _post_order(tree: ModuleObjects, root: str) -> Iterator[str]:
-    """`_post_order_apply` order: DFS over children with a global visited set."""
-    visited: set[str] = set()
+    """`_post_order_apply` order: DFS over children with a global visited set (an explicit
+    stack, so a module tree thousands of levels deep needs no Python recursion).
 
-    def visit(m: str) -> Iterator[str]:
-        visited.add(m)
-        for _, child in tree.children[m]:
+    Example:
+        >>> tree = ModuleObjects(ModelGraph.from_names(["a.b.w", "a.c.w", "d.w"]))
+        >>> list(_post_order(tree, ""))
+        ['a.b', 'a.c', 'a', 'd', '']
+    """
+    visited = {root}
+    stack = [(root, iter(tree.children[root]))]
+    while stack:
+        m, children = stack[-1]
+        for _, child in children:
             if child not in visited:
-                yield from visit(child)
-        yield m
-
-    yield from visit(root)
+                visited.add(child)
+                stack.append((child, iter(tree.children[child])))
+                break
+        else:
+            stack.pop()
+            yield m
 
 
 class _Wrapper:
@@ -128,19 +137,21 @@ class _Wrapper:
     def make_unit(self, name: str, obj: str, *, root: bool = False) -> None:
         managed: dict[str, None] = {}
         mods = self.tree.subtree(obj)
+        regs, ignored, orig = self.tree.regs, self.ignored_params, self.spec.use_orig_params
+        taken, consumed = self.taken, self.consumed
         for m in mods:
-            for p in self.tree.regs[m]:
-                if p in self.ignored_params or p in managed:
+            for p in regs[m]:
+                if p in ignored or p in managed:
                     continue
-                if self.spec.use_orig_params:
-                    if p in self.taken:
+                if orig:
+                    if p in taken:
                         continue
-                elif (m, p) in self.consumed:
+                elif (m, p) in consumed:
                     continue
                 managed[p] = None
-        for p in managed:
-            self.taken.add(p)
-        self._layout(obj, list(managed))
+        taken.update(managed)
+        if self.spec.min_num_params:  # only a size policy reads the layouts (`numel_live`)
+            self._layout(obj, list(managed))
         if not self.spec.use_orig_params:
             self.consumed.update((m, p) for m in mods for p in self.tree.regs[m] if p in managed)
         self.units.append(Unit(name=name, params=tuple(managed), root=root))
@@ -148,20 +159,43 @@ class _Wrapper:
     def _layout(self, obj: str, params: list[str]) -> None:
         """Sharded sizes torch leaves behind, seen when a size policy revisits a shared module."""
         ws, graph = max(self.spec.world_size, 1), self.tree.graph
+        numels = graph.numels
         if not self.spec.use_orig_params:
-            total = sum(graph.numel(p) for p in params)
+            total = sum(map(numels.__getitem__, params))
             if total:
                 self.flat_local[obj] = -(-total // ws)
             return
-        offsets, total = [], 0
+        entries = graph.param_entries
+        offsets, sizes, total = [], [], 0
         for p in params:  # use_orig_params=True aligns each parameter to 16 bytes
-            align = max(16 // _itemsize(graph.param_entries[p].dtype), 1)
+            align = _ALIGN.get(entries[p].dtype, 4)
             total += -total % align
             offsets.append(total)
-            total += graph.numel(p)
+            size = numels[p]
+            sizes.append(size)
+            total += size
         shard = -(-(total + -total % ws) // ws)
-        for p, start in zip(params, offsets, strict=True):
-            self.rank0_view[p] = max(0, min(start + graph.numel(p), shard) - start) if start < shard else 0
+        view = self.rank0_view
+        for p, start, size in zip(params, offsets, sizes, strict=True):
+            view[p] = max(0, min(start + size, shard) - start) if start < shard else 0
+
+    def live_sums(self, root: str) -> dict[str, int]:
+        """`numel_live` of every module under `root`, in one bottom-up pass. Only valid while no
+        module is shared and no parameter tied: then subtrees are disjoint, a unit built in one
+        subtree changes no other, and each module's value is its own part plus its children's."""
+        out: dict[str, int] = {}
+        graph, regs, children = self.tree.graph, self.tree.regs, self.tree.children
+        for m in _post_order(self.tree, root):
+            total = self.flat_local.get(m, 0)
+            for p in regs[m]:
+                if p in self.ignored_params:
+                    continue
+                if self.spec.use_orig_params:
+                    total += self.rank0_view[p] if p in self.taken else graph.numel(p)
+                elif (m, p) not in self.consumed:
+                    total += graph.numel(p)
+            out[m] = total + sum(out[child] for _, child in children[m])
+        return out
 
     def numel_live(self, obj: str) -> int:
         """`sum(p.numel() for p in module.parameters())` as torch sees it at this point (rank 0)."""
@@ -180,9 +214,13 @@ class _Wrapper:
         return total
 
 
+_ITEMSIZE = {"float64": 8, "int64": 8, "complex64": 8, "float16": 2, "bfloat16": 2, "int16": 2,
+             "int8": 1, "uint8": 1, "bool": 1}
+_ALIGN = {dtype: max(16 // size, 1) for dtype, size in _ITEMSIZE.items()}  # elements per 16 bytes; else 4
+
+
 def _itemsize(dtype: str) -> int:
-    return {"float64": 8, "int64": 8, "complex64": 8, "float16": 2, "bfloat16": 2, "int16": 2,
-            "int8": 1, "uint8": 1, "bool": 1}.get(dtype, 4)
+    return _ITEMSIZE.get(dtype, 4)
 
 
 def _module_policy_targets(tree: ModuleObjects, spec: FSDP1Spec, root: str, ignored: set[str]) -> set[str]:
@@ -212,44 +250,84 @@ def _wrap_root(w: _Wrapper, name: str, obj: str) -> None:
 
 def _first_paths(tree: ModuleObjects, root: str, root_path: str) -> Iterator[tuple[str, str]]:
     """(path, module obj) for each module under `root`, at the path of its first visit."""
-    seen: set[str] = set()
-
-    def visit(obj: str, path: str) -> Iterator[tuple[str, str]]:
-        seen.add(obj)
-        yield path, obj
-        for child_path, child in tree.children[obj]:
+    seen = {root}
+    yield root_path, root
+    stack = [(root_path, iter(tree.children[root]))]  # an explicit stack: any depth, no recursion
+    while stack:
+        path, children = stack[-1]
+        for child_path, child in children:
             if child not in seen:
+                seen.add(child)
                 local = child_path.rpartition(".")[2]
-                yield from visit(child, f"{path}.{local}" if path else local)
+                sub = f"{path}.{local}" if path else local
+                yield sub, child
+                stack.append((sub, iter(tree.children[child])))
+                break
+        else:
+            stack.pop()
 
-    yield from visit(root, root_path)
+
+@dataclass(slots=True)
+class _Visit:
+    """One module being visited by `_recursive_wrap` (a frame of its explicit stack)."""
+
+    obj: str
+    path: str
+    only_children: bool
+    nonwrapped: int  # parameters under the module when the visit started, as torch counts them
+    children: Iterator[tuple[str, str]]
+    total: int = 0  # parameters wrapped by the children visited so far
+    seen: set[str] = field(default_factory=set)
 
 
 def _recursive_wrap(w: _Wrapper, obj: str, path: str, *, only_children: bool) -> int:
-    """torch's `_recursive_wrap` with size-based (and name-override) policies."""
+    """torch's `_recursive_wrap` with size-based (and name-override) policies: the same visits
+    in the same order, on an explicit stack (a module tree thousands of levels deep is fine)."""
     tree, spec = w.tree, w.spec
-    nonwrapped = w.numel_live(obj)
-    force_leaf = tree.is_a(obj, FORCE_LEAF) and not (spec.overrides or spec.mixed_precision or spec.classes)
-    if force_leaf:
+    # Without shared modules or ties, a module's count when it is entered is its count now (every
+    # unit built before then lies in another subtree): computed for all at once, not per module.
+    live = w.live_sums(obj) if not (tree.graph.module_aliases or tree.shared) else None
+
+    def enter(obj: str, path: str, only_children: bool) -> _Visit | None:
+        nonwrapped = live[obj] if live is not None else w.numel_live(obj)
+        if tree.is_a(obj, FORCE_LEAF) and not (spec.overrides or spec.mixed_precision or spec.classes):
+            return None  # a forced leaf: not entered, wraps nothing
+        return _Visit(obj, path, only_children, nonwrapped, iter(tree.children[obj]))
+
+    def leave(v: _Visit) -> int:
+        if v.only_children:
+            return v.total
+        remaining = v.nonwrapped - v.total
+        by_size = (spec.min_num_params is not None and remaining >= spec.min_num_params
+                   and not tree.is_a(v.obj, CONTAINERS))
+        by_class = bool(spec.classes) and tree.is_a(v.obj, spec.classes)
+        if (by_size or by_class or v.obj in spec.overrides
+                or (spec.mixed_precision and tree.is_a(v.obj, (BATCHNORM,)))):
+            w.make_unit(v.path, v.obj)
+            return v.nonwrapped
+        return v.total
+
+    first = enter(obj, path, only_children)
+    if first is None:
         return 0
-    total = 0
-    seen: set[str] = set()
-    for child_path, child in tree.children[obj]:
-        if child in w.ignored_mods or child in seen:  # named_children() yields each object once
-            continue
-        seen.add(child)
-        local = child_path.rpartition(".")[2]
-        total += _recursive_wrap(w, child, f"{path}.{local}" if path else local, only_children=False)
-    if only_children:
-        return total
-    remaining = nonwrapped - total
-    by_size = (spec.min_num_params is not None and remaining >= spec.min_num_params
-               and not tree.is_a(obj, CONTAINERS))
-    by_class = bool(spec.classes) and tree.is_a(obj, spec.classes)
-    if by_size or by_class or obj in spec.overrides or (spec.mixed_precision and tree.is_a(obj, (BATCHNORM,))):
-        w.make_unit(path, obj)
-        return nonwrapped
-    return total
+    stack = [first]
+    while True:
+        v = stack[-1]
+        for child_path, child in v.children:
+            if child in w.ignored_mods or child in v.seen:  # named_children() yields each object once
+                continue
+            v.seen.add(child)
+            local = child_path.rpartition(".")[2]
+            sub = enter(child, f"{v.path}.{local}" if v.path else local, False)
+            if sub is not None:
+                stack.append(sub)
+                break
+        else:
+            stack.pop()
+            wrapped = leave(v)
+            if not stack:
+                return wrapped
+            stack[-1].total += wrapped
 
 
 def predict(graph: ModelGraph, spec: FSDP1Spec) -> Prediction:
@@ -285,21 +363,25 @@ def predict(graph: ModelGraph, spec: FSDP1Spec) -> Prediction:
     else:
         _wrap_root(w, "", "")
     units = tuple(w.units)
-    owners: dict[str, list[str]] = {}
+    owners: dict[str, tuple[str, ...]] = {}  # first-insertion order, as units list their parameters
+    multi: set[str] = set()  # parameters in several units
     for u in units:
-        for p in u.params:
-            owners.setdefault(p, []).append(u.name)
+        one = (u.name,)
+        again = {p: owners[p] + one for p in owners.keys() & u.params}
+        owners.update(dict.fromkeys(u.params, one))
+        if again:
+            owners.update(again)
+            multi.update(again)
     unsharded = tuple(p for p in graph.params if p not in owners)
     unit_names = sorted({u.name for u in units}, key=len, reverse=True)
     executing: dict[str, dict[str, str | None]] = {}
-    for p, regs in tree.reg_paths.items():
-        if len(regs) < 2 and len(owners.get(p, ())) < 2:
-            continue
-        executing[p] = {path: _innermost(parent_of(path), unit_names) for path, _ in regs}
-    if spec.min_num_params and spec.use_orig_params and any(len(r) > 1 for r in tree.reg_paths.values()):
+    candidates = multi.union(tree.shared)  # registered twice, or in two units
+    for p in (p for p in tree.reg_paths if p in candidates) if candidates else ():
+        executing[p] = {path: _innermost(parent_of(path), unit_names) for path, _ in tree.reg_paths[p]}
+    if spec.min_num_params and spec.use_orig_params and tree.shared:
         notes.append("size-based wrapping of a model with shared parameters under use_orig_params=True depends "
                      "on each rank's shard sizes; the prediction assumes the parameters are whole")
-    return Prediction(units=units, unsharded=unsharded, owners={k: tuple(v) for k, v in owners.items()},
+    return Prediction(units=units, unsharded=unsharded, owners=owners,
                       executing=executing, notes=tuple(notes))
 
 

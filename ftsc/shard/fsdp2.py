@@ -88,20 +88,8 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
     def apply(modules: Sequence[str], source: str) -> None:
         roots = [graph.module_aliases.get(m, m) for m in modules]
         name = ", ".join(modules)
-        order: list[str] = []
-        visited: set[str] = set()
-
-        def dfs(m: str) -> None:
-            visited.add(m)
-            for _, c in objs.children[m]:
-                if c not in visited and c not in state_roots:
-                    dfs(c)
-            order.append(m)
-
-        for r in roots:
-            if r not in visited:
-                dfs(r)
-        params: list[str] = []
+        order = _managed_order(objs, roots, state_roots)
+        params: dict[str, None] = {}  # an ordered set
         for m in order:
             for p in objs.regs[m]:
                 if p in params:
@@ -109,7 +97,7 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
                 if (m, p) in dtensor:
                     failed.append((name, p))
                     continue
-                params.append(p)
+                params[p] = None
         state_roots.update(roots)
         for m in order:
             managed.setdefault(m, name)
@@ -143,11 +131,70 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
                        multi_raises=multi_raises, untied=untied, failed=tuple(failed))
 
 
+def _managed_order(objs: ModuleObjects, roots: Sequence[str], state_roots: set[str]) -> list[str]:
+    """The modules one `fully_shard(roots)` call manages, in post-order: a DFS from each root
+    that does not enter modules carrying their own state (an explicit stack: any depth).
+
+    Example:
+        >>> objs = ModuleObjects(ModelGraph.from_names(["a.b.w", "a.c.w", "d.w"]))
+        >>> _managed_order(objs, ["a"], set()), _managed_order(objs, [""], {"a"})
+        (['a.b', 'a.c', 'a'], ['d', ''])
+    """
+    order: list[str] = []
+    visited: set[str] = set()
+    for r in roots:
+        if r in visited:
+            continue
+        visited.add(r)
+        stack = [(r, iter(objs.children[r]))]
+        while stack:
+            m, children = stack[-1]
+            for _, c in children:
+                if c not in visited and c not in state_roots:
+                    visited.add(c)
+                    stack.append((c, iter(objs.children[c])))
+                    break
+            else:
+                stack.pop()
+                order.append(m)
+    return order
+
+
+def _ancestors(path: str) -> list[str]:
+    """`path` and every module path above it, root `""` included (the paths `within` accepts).
+
+    Example:
+        >>> _ancestors("a.b.c")
+        ['', 'a', 'a.b', 'a.b.c']
+    """
+    out = [""]
+    i = path.find(".")
+    while i != -1:
+        out.append(path[:i])
+        i = path.find(".", i + 1)
+    if path:
+        out.append(path)
+    return out
+
+
 def _lazy_init_roots(groups: Sequence[Group]) -> dict[str, str]:
-    """Group -> the outermost group whose modules contain it (the FSDP root at lazy init)."""
+    """Group -> the outermost group whose modules contain it (the FSDP root at lazy init).
+
+    The candidates for a group are found through the ancestors of its first module (a map from
+    module to the groups applied to it), not by comparing every pair of groups.
+    """
+    by_module: dict[str, list[int]] = {}
+    for i, r in enumerate(groups):
+        for m_r in r.modules:
+            by_module.setdefault(m_r, []).append(i)
     out: dict[str, str] = {}
     for g in groups:
-        containing = [r for r in groups if all(any(within(m, m_r) for m_r in r.modules) for m in g.modules)]
+        if g.modules:
+            cands = sorted({i for a in _ancestors(g.modules[0]) for i in by_module.get(a, ())})
+        else:
+            cands = list(range(len(groups)))
+        containing = [r for r in map(groups.__getitem__, cands)
+                      if all(any(within(m, m_r) for m_r in r.modules) for m in g.modules)]
         out[g.name] = min(containing, key=lambda r: min(len(m) for m in r.modules) if r.modules else 0).name
     return out
 

@@ -17,6 +17,7 @@ class ModuleObjects:
 
     def __init__(self, graph: ModelGraph) -> None:
         self.graph = graph
+        self._reversed: dict[str, list[str]] | None = None
         self.children: dict[str, list[tuple[str, str]]] = {m: [] for m in graph.modules}  # obj -> [(path, obj)]
         obj = graph.module_aliases.get
         for m in graph.modules[1:]:
@@ -25,18 +26,34 @@ class ModuleObjects:
             for alias in entry.aliases:
                 parent = parent_of(alias)
                 self.children[obj(parent, parent)].append((alias, m))
-        self.regs: dict[str, list[str]] = {m: [] for m in graph.modules}  # module obj -> params registered on it
+        regs: dict[str, dict[str, None]] = {m: {} for m in graph.modules}  # ordered sets: dedup in O(1)
         self.reg_paths: dict[str, list[tuple[str, str]]] = {}  # param -> [(path, module obj)]
-        for p in graph.params:
-            for path in (p, *graph.param_entries[p].aliases):
-                owner = parent_of(path)
+        self.shared: list[str] = []  # parameters registered under more than one path (tied)
+        reg_paths, maybe_alias = self.reg_paths, bool(graph.module_aliases)
+        for entry in graph.manifest.parameters:
+            p = entry.name
+            if entry.aliases:
+                self.shared.append(p)
+                paths = []
+                for path in (p, *entry.aliases):
+                    owner = path.rpartition(".")[0]
+                    owner = obj(owner, owner)
+                    regs[owner][p] = None
+                    paths.append((path, owner))
+                reg_paths[p] = paths
+                continue
+            owner = p.rpartition(".")[0]
+            if maybe_alias:
                 owner = obj(owner, owner)
-                if p not in self.regs[owner]:
-                    self.regs[owner].append(p)
-                self.reg_paths.setdefault(p, []).append((path, owner))
+            regs[owner][p] = None
+            reg_paths[p] = [(p, owner)]
+        self.regs: dict[str, list[str]] = {m: list(ps) for m, ps in regs.items()}  # module obj -> params on it
 
     def subtree(self, root: str) -> list[str]:
         """Module objects reachable from `root`, first-encounter pre-order (`named_modules`)."""
+        if self._reversed is None:  # each module's child objects, last first (built once)
+            self._reversed = {m: [child for _, child in reversed(edges)] for m, edges in self.children.items()}
+        reversed_children = self._reversed
         seen: dict[str, None] = {}
         stack = [root]
         while stack:
@@ -44,7 +61,7 @@ class ModuleObjects:
             if m in seen:
                 continue
             seen[m] = None
-            stack.extend(child for _, child in reversed(self.children[m]))
+            stack.extend(reversed_children[m])
         return list(seen)
 
     def is_a(self, module: str, classes: Sequence[str]) -> bool:
