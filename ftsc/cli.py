@@ -79,6 +79,9 @@ def _inputs(path: str | None, graph: ModelGraph | None, lightning_config: str | 
         config = _load_config(lightning_config)
     if trainable:
         loaded = trainable_schedule(trainable)
+        dialect_kind = getattr(InputKind, "DIALECT", None)
+        if strategy_config and dialect_kind is not None:  # accelerate / the Trainer runs it, not FTS
+            loaded.kind = dialect_kind
         if config is not None and config.schedule is not None:
             loaded = merge_config(loaded, config)
         return loaded, config, world
