@@ -1,6 +1,8 @@
 """The check pipeline: one schedule file and one model into diagnostics, suppressions applied.
 
-Input: a schedule (a `Loaded` file, a path or text), optionally the `Loaded` LightningCLI config
+Input: a schedule (a `Loaded` file, a path or text; a freeze-dialect config is read again against
+the model by `import_dialect`, whose graph, with the dialect's dtype casts, is the one analysed),
+optionally the `Loaded` LightningCLI config
 whose options and sharding apply to it (or, for the runtime callback, constructor options as
 settings), and a `ModelGraph` (built on the meta device, read from a manifest, or extracted from
 a live module by the caller) or None. Output: the diagnostics `ftsc check` prints, with
@@ -21,8 +23,8 @@ from ftsc.model import ModelGraph
 from ftsc.source import SourceFile
 from ftsc.suppress import apply_suppressions
 
-__all__ = ["CheckResult", "check_file", "check_loaded", "check_text", "load_config", "merge_config",
-           "merge_defaults", "run_check"]
+__all__ = ["CheckResult", "check_file", "check_loaded", "check_text", "import_dialect", "load_config",
+           "merge_config", "merge_defaults", "run_check"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +75,29 @@ def merge_defaults(loaded: Loaded, defaults: tuple[ir.Setting, ...]) -> Loaded:
     return replace(loaded, schedule=replace(sched, options=options))
 
 
+def import_dialect(loaded: Loaded, graph: ModelGraph | None) -> tuple[Loaded, ModelGraph | None]:
+    """A freeze-dialect config read against `graph`: its one-phase schedule of exact names, its
+    diagnostics, and the model as the dialect leaves it before wrapping (dtype casts applied).
+    Anything else, or no model, or a config already read against one, is returned as given."""
+    info = loaded.dialect
+    if info is None or graph is None or info.with_model:
+        return loaded, graph
+    from ftsc.frontend import dialects
+
+    imported = dialects.load(info.name, loaded.source, info.root, graph)
+    out = replace(loaded, schedule=imported.schedule,
+                  diagnostics=list(info.yaml_diagnostics) + imported.diagnostics,
+                  dialect=replace(info, with_model=True))
+    return out, imported.graph if imported.graph is not None else graph
+
+
 def run_check(loaded: Loaded, graph: ModelGraph | None = None, *, config: Loaded | None = None,
               defaults: tuple[ir.Setting, ...] = ()) -> CheckResult:
     """Check one schedule file: front-end diagnostics plus every analysis pass, suppressions applied.
 
     Args:
-        loaded: the schedule file, read by `ftsc.frontend`.
+        loaded: the schedule file, read by `ftsc.frontend` (a dialect config is read again
+            against `graph`; the result's `context.graph` is the model as the dialect leaves it).
         graph: the model to resolve selectors against; None checks the schedule alone.
         config: a LightningCLI config whose options and sharding apply (its own diagnostics are
             not included: a config shared by several files is reported once, by the caller).
@@ -87,6 +106,7 @@ def run_check(loaded: Loaded, graph: ModelGraph | None = None, *, config: Loaded
     Returns:
         The merged file, its diagnostics and the prepared analysis context.
     """
+    loaded, graph = import_dialect(loaded, graph)
     if config is not None:
         loaded = merge_config(loaded, config)
     loaded = merge_defaults(loaded, defaults)

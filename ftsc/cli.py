@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ftsc import __version__
 from ftsc.analyze import AnalysisContext, prepare
-from ftsc.check import check_loaded, load_config, merge_config, run_check
+from ftsc.check import check_loaded, import_dialect, load_config, merge_config, run_check
 from ftsc.atomic import atomic_write_bytes, atomic_write_text
 from ftsc.config import ConfigError, Settings, load_settings
 from ftsc.convert import convert
@@ -49,6 +49,13 @@ def _model_args(p: argparse.ArgumentParser, *, strategy: bool = True, cache: boo
                            help="build --model every time: neither read nor write the structure cache (.ftsc_cache)")
     if strategy:
         p.add_argument("--lightning-config", metavar="C", help="LightningCLI config with options and strategy")
+
+
+def _dialect_arg(p: argparse.ArgumentParser) -> None:
+    from ftsc.frontend.dialects import DIALECTS
+
+    p.add_argument("--dialect", choices=("auto", *DIALECTS), default="auto",
+                   help="read YAML as this project's fine-tuning config (default auto: by its keys)")
 
 
 def _strategy_args(p: argparse.ArgumentParser) -> None:
@@ -124,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="skip YAML files that are neither a schedule nor a LightningCLI config without "
                             "the one-line note (the pre-commit hook passes it)")
     _strategy_args(check)
+    _dialect_arg(check)
 
     comp = sub.add_parser("compile", help="compile a schedule against a model; print the plan as JSON")
     comp.add_argument("file", metavar="FILE", nargs="?")
@@ -132,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--format", choices=("json",), default="json")
     comp.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
     comp.add_argument("--isolated", action="store_true", help="ignore configuration files ([tool.ftsc])")
+    _dialect_arg(comp)
 
     man = sub.add_parser("manifest", help="write a model's manifest (module tree, parameters, ties)")
     _model_args(man, strategy=False, cache=True)
@@ -155,6 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("input", metavar="IN")
     conv.add_argument("--to", required=True, choices=("ftsc", "fts-yaml"))
     conv.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
+    _dialect_arg(conv)
+    _model_args(conv, strategy=False)
 
     from ftsc.explain.command import add_parser as add_explain
 
@@ -222,8 +233,8 @@ def _load_config(path: str | None) -> Loaded | None:
     return load_config(path) if path else None
 
 
-def _load_schedule(path: str, config: Loaded | None) -> Loaded:
-    loaded = load_file(path)
+def _load_schedule(path: str, config: Loaded | None, dialect: str | None = None) -> Loaded:
+    loaded = load_file(path, dialect)
     if config is not None and config.schedule is not None and loaded.schedule is not None:
         loaded = merge_config(loaded, config)
     return loaded
@@ -250,14 +261,18 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         if args.strategy_config or args.trainable:
             all_diags.extend(_check_strategy(args, graphs, path, all_diags))
             continue
-        loaded = _load_schedule(path, config)
+        loaded = _load_schedule(path, config, args.dialect)
         if loaded.unrecognized is not None:
             if not args.skip_unrecognized:
                 sys.stderr.write(f"ftsc: note: skipped {path}: not an FTS schedule or LightningCLI config "
                                  f"({loaded.unrecognized})\n")
             continue
         graph = graphs.for_file(path)
-        if args.fix and graph is not None and loaded.schedule is not None and fix_file(loaded, graph, config, sys.stderr.write):
+        if args.fix and loaded.dialect is not None:
+            sys.stderr.write(f"ftsc: note: --fix does not edit {path}: {loaded.dialect.name} configs are checked, "
+                             "not rewritten\n")
+        elif args.fix and graph is not None and loaded.schedule is not None \
+                and fix_file(loaded, graph, config, sys.stderr.write):
             config = _load_config(args.lightning_config)
             loaded = _load_schedule(path, config)
         all_diags.extend(check_file(loaded, graph))
@@ -296,7 +311,7 @@ def _cmd_compile(args: argparse.Namespace, settings: Settings) -> int:
     elif not args.file:
         raise UsageError("compile needs a schedule FILE (or --trainable PATTERN)")
     else:
-        loaded = _load_schedule(args.file, config)
+        loaded, graph = import_dialect(_load_schedule(args.file, config, args.dialect), graph)
     file_diags, ctx = _check(loaded, graph)
     diags = (list(config.diagnostics) if config else []) + file_diags
     diags.sort(key=Diagnostic.sort_key)
@@ -399,7 +414,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.output and _same_file(args.input, args.output):
         raise UsageError(f"`-o {args.output}` is the input file; converting in place would replace it "
                          "(and drop its comments): write to another file")
-    loaded = load_file(args.input)
+    loaded = load_file(args.input, args.dialect)
+    if args.model_kwargs and not args.model:
+        raise UsageError("--model-kwargs needs --model")
+    if args.model or args.manifest:
+        if loaded.dialect is None:
+            raise UsageError("convert reads --model/--manifest only for a freeze-dialect config (axolotl, "
+                             "LLaMA-Factory), whose trainable set depends on the model")
+        graph = load_graph(args.model, args.manifest, parse_kwargs(args.model_kwargs),
+                           cache=_cache_folder(args) if args.model else None)
+        loaded, _ = import_dialect(loaded, graph)
     if loaded.unrecognized is not None:
         raise UsageError(f"{args.input}: not converted: not an FTS schedule or LightningCLI config "
                          f"({loaded.unrecognized})")
@@ -416,6 +440,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         # A `.ftsc` file without phases is no implicit schedule: it would fail at setup.
         raise UsageError(f"{args.input}: not converted: the config names no `ft_schedule`, so FinetuningScheduler "
                          "generates the phases from the model; `ftsc init --model TARGET --style fts` writes them")
+    if loaded.dialect is not None and not loaded.schedule.phases:
+        raise UsageError(f"{args.input}: not converted: which parameters this {loaded.dialect.name} config trains "
+                         "depends on the model; give --model TARGET or --manifest FILE")
     text, diags = convert(loaded.schedule, args.to, source=loaded.source, comments=loaded.comments)
     if diags:
         sys.stderr.write(RENDERERS["text"](diags))

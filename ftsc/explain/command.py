@@ -26,11 +26,12 @@ class ExplainError(ValueError):
 
 
 def explain_document(path: str, *, model: str | None, manifest: str | None, model_kwargs: Mapping[str, Any] | None,
-                     lightning_config: str | None, options: Options, graph: Any = None,
+                     lightning_config: str | None, options: Options, graph: Any = None, dialect: str | None = None,
                      strategy_config: str | None = None, trainable: Any = None,
                      ) -> tuple[dict[str, Any], tuple[Explanation | None, list[Diagnostic]]]:
     """SPEC §5.3's dict for `path`, and the explanation (None when the schedule did not parse)
     with the diagnostics (the check's, the config's, FTS601)."""
+    from ftsc.check import import_dialect
     from ftsc.cli import UsageError, _check, _load_config, _load_schedule
     from ftsc.diagnostics.render import to_json_obj
     from ftsc.model import load_graph
@@ -52,7 +53,7 @@ def explain_document(path: str, *, model: str | None, manifest: str | None, mode
         except UsageError as err:
             raise ExplainError(str(err)) from None
     else:
-        loaded = _load_schedule(path, config)
+        loaded, graph = import_dialect(_load_schedule(path, config, dialect), graph)
     file_diags, ctx = _check(loaded, graph)
     diags = (list(config.diagnostics) if config else []) + file_diags
     ex = None
@@ -77,6 +78,9 @@ def add_parser(sub: Any, model_args: Any) -> None:
     p = sub.add_parser("explain", help="phases x FSDP units: what trains and the memory per rank of each phase")
     p.add_argument("file", metavar="FILE", nargs="?")
     model_args(p, cache=True)
+    from ftsc.cli import _dialect_arg
+
+    _dialect_arg(p)
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     p.add_argument("--world-size", type=int, metavar="N", help="ranks (default: from the config, else 1)")
     p.add_argument("--optimizer", choices=("adamw", "adam", "sgd", "sgd-momentum"),
@@ -120,7 +124,8 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     try:
         doc, (ex, diags) = explain_document(args.file, model=None, manifest=None, model_kwargs=None,
                                             lightning_config=args.lightning_config, options=options, graph=graph,
-                                            strategy_config=args.strategy_config, trainable=args.trainable)
+                                            dialect=args.dialect, strategy_config=args.strategy_config,
+                                            trainable=args.trainable)
     except ExplainError as err:
         raise UsageError(str(err)) from None
     title = f"{args.file or '--trainable'}: "

@@ -1,8 +1,10 @@
 """Front ends: read any schedule file into the IR.
 
-Input: a path (`.ftsc` DSL, FTS YAML schedule, or LightningCLI YAML config). Output:
-`Loaded`: the source, the IR (None when the file cannot be parsed), the comments (for the
-formatter) and diagnostics. Never imports torch.
+Input: a path (`.ftsc` DSL, FTS YAML schedule, LightningCLI YAML config, or another project's
+fine-tuning config in a freeze dialect: `ftsc.frontend.dialects`). Output: `Loaded`: the source,
+the IR (None when the file cannot be parsed), the comments (for the formatter) and diagnostics.
+A dialect config is read here without the model; `ftsc.check.import_dialect` reads it again
+against the model once that is known. Never imports torch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ftsc.diagnostics import Diagnostic, make
 from ftsc.frontend.classify import looks_like_config, unrecognized, unrecognized_stream
 from ftsc.frontend.fts_yaml import schedule_from_yaml
 from ftsc.frontend.lightning_config import load_lightning_config
-from ftsc.frontend.yaml_nodes import load_yaml
+from ftsc.frontend.yaml_nodes import YNode, load_yaml
 from ftsc.source import ReadLimitError, SourceFile, Span, read_regular
 
 if TYPE_CHECKING:
@@ -29,6 +31,24 @@ class InputKind(StrEnum):
     DSL = "ftsc"
     FTS_YAML = "fts-yaml"
     LIGHTNING_CONFIG = "lightning-config"
+    DIALECT = "dialect"
+
+
+@dataclass(frozen=True, slots=True)
+class DialectInput:
+    """A config in a freeze dialect, kept to be read again against the model.
+
+    Attributes:
+        name: the dialect (a key of `ftsc.frontend.dialects.DIALECTS`).
+        root: the loaded YAML document.
+        yaml_diagnostics: what loading the YAML reported (the importer's own are added per read).
+        with_model: True once the schedule was read against a model (`ftsc.check.import_dialect`).
+    """
+
+    name: str
+    root: YNode
+    yaml_diagnostics: tuple[Diagnostic, ...] = ()
+    with_model: bool = False
 
 
 @dataclass(slots=True)
@@ -44,6 +64,8 @@ class Loaded:
     # Why a YAML file is neither an FTS schedule nor a LightningCLI config (`ftsc check` skips it;
     # the schedule and diagnostics are still those of an FTS schedule, for callers that insist).
     unrecognized: str | None = None
+    # A freeze-dialect config (axolotl, LLaMA-Factory, ...): kind is `InputKind.DIALECT`.
+    dialect: DialectInput | None = None
 
 
 class ReadError(Exception):
@@ -84,8 +106,12 @@ class _Undecodable(Exception):
         self.source, self.offset = source, offset
 
 
-def load_text(source: SourceFile, kind: InputKind | None = None) -> Loaded:
-    """Run the front end for `source` (kind by extension unless given)."""
+def load_text(source: SourceFile, kind: InputKind | None = None, dialect: str | None = None) -> Loaded:
+    """Run the front end for `source` (kind by extension unless given).
+
+    `dialect` forces a YAML file to be read as that freeze dialect; None or `auto` reads one only
+    when the document is neither a schedule nor a LightningCLI config and its keys say which.
+    """
     kind = kind or kind_of(source.path)
     if "\x00" in source.text:
         pos = source.text.index("\x00")
@@ -102,9 +128,17 @@ def load_text(source: SourceFile, kind: InputKind | None = None) -> Loaded:
         schedule, diags = build_ir(result.tree, source)
         return Loaded(source, kind, schedule, diags, result.comments)
     root, diags = load_yaml(source)
+    forced = dialect if dialect not in (None, "auto") else None
     if root is None and diags:
-        return Loaded(source, kind, None, diags, unrecognized=unrecognized_stream(source.text))
+        return Loaded(source, InputKind.DIALECT if forced else kind, None, diags,
+                      unrecognized=None if forced else unrecognized_stream(source.text))
     other = unrecognized(root)
+    if forced or (other is not None and root is not None):
+        from ftsc.frontend import dialects
+
+        name = forced or dialects.detect(root)
+        if name is not None:
+            return _dialect(source, name, root, diags)
     if looks_like_config(root):
         assert root is not None
         schedule, more, related = load_lightning_config(source, root)
@@ -113,8 +147,19 @@ def load_text(source: SourceFile, kind: InputKind | None = None) -> Loaded:
     return Loaded(source, InputKind.FTS_YAML, schedule, diags + more, unrecognized=other)
 
 
-def load_file(path: str) -> Loaded:
-    """Read and load a schedule file.
+def _dialect(source: SourceFile, name: str, root: YNode | None, diags: list[Diagnostic]) -> Loaded:
+    """A dialect config read without the model (what can be said before the model is known)."""
+    from ftsc.frontend import dialects
+
+    if root is None:
+        return Loaded(source, InputKind.DIALECT, None, diags)
+    imported = dialects.load(name, source, root, None)
+    return Loaded(source, InputKind.DIALECT, imported.schedule, diags + imported.diagnostics,
+                  dialect=DialectInput(name, root, tuple(diags)))
+
+
+def load_file(path: str, dialect: str | None = None) -> Loaded:
+    """Read and load a schedule file (`dialect`: as `load_text`).
 
     Raises:
         ReadError: when the file cannot be read (exit status 2).
@@ -125,4 +170,4 @@ def load_file(path: str) -> Loaded:
         return Loaded(err.source, kind_of(path), None, [make(
             "FTS001", err.source, Span(err.offset, err.offset + 1),
             detail="file is not valid UTF-8 text", label="invalid byte")])
-    return load_text(source)
+    return load_text(source, InputKind.FTS_YAML if dialect not in (None, "auto") else None, dialect)

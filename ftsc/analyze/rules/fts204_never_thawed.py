@@ -8,6 +8,7 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.diagnostics.rule import Rule, Severity
+from ftsc.frontend import InputKind
 
 RULE = Rule(
     code="FTS204", name="never-thawed", severity=Severity.INFO, needs_model=True,
@@ -17,7 +18,8 @@ RULE = Rule(
 Lists, once, the parameters no phase thaws, with their total numel.
 
 ## Why is this bad?
-They stay frozen for the whole run, silently.
+They stay frozen for the whole run, silently. Not reported for a freeze-dialect config (axolotl,
+LLaMA-Factory): it names what trains, and freezes the rest on purpose.
 
 ## Example
 ```ftsc
@@ -52,6 +54,10 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
         [('2 parameters (4 elements) are never thawed by any phase', 4)]
     """
     if ctx.resolution is None or ctx.graph is None or not ctx.resolution.unscheduled:
+        return
+    if ctx.kind is InputKind.DIALECT:
+        # A freeze-dialect config (axolotl, LLaMA-Factory) is a trainable set: everything else is
+        # frozen on purpose, so listing it is noise (`ftsc explain` shows what trains).
         return
     if not schedule.phases:
         # No phases read: FTS's implicit schedule (it thaws everything), or a schedule file that

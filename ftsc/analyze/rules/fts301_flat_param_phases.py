@@ -8,6 +8,7 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, Label, make
 from ftsc.diagnostics.rule import Rule, Severity
+from ftsc.frontend import InputKind
 
 RULE = Rule(
     code="FTS301", name="phase-splits-flat-parameter", severity=Severity.ERROR, needs_model=True,
@@ -67,12 +68,19 @@ def phase_text(phase: int | None) -> str:
 _searched: list[object] = [None, None]  # (the FSDP1 analysis searched last, its overrides)
 
 
+_DIALECT_NOTE = ("with use_orig_params=False FSDP flattens the unit into one FlatParameter, which must be all "
+                 "trainable or all frozen: wrapping stops with \"FlatParameter requires uniform requires_grad\"")
+
+
 def fix_help(ctx: AnalysisContext) -> tuple[str | None, list[str] | None]:
     """The `wrap` overrides `--fix` writes (every unit single-phase, phase 0 in a unit of its own),
     as help text and as names."""
     from ftsc.fix.search import fsdp1_overrides  # the fixing stage: loaded only when a model is sharded
 
     assert ctx.fsdp1 is not None and ctx.graph is not None and ctx.resolution is not None
+    if ctx.kind is InputKind.DIALECT:  # a dialect wraps by class or size only: no per-module overrides
+        return ("train every parameter of the unit or none (the config wraps whole `transformer_layer_cls_to_wrap` "
+                "modules), or set `use_orig_params: true` in `fsdp_config`"), None
     if _searched[0] is ctx.fsdp1:  # FTS301, FTS302 and FTS305 of one check share the search
         fix = _searched[1]
     else:
@@ -122,6 +130,7 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
         listed = [f"{p} ({phase_text(ph)})" for p, ph in by_param.items()]
         shown = listed[:_LISTED] + ([f"... and {len(listed) - _LISTED} more"] if len(listed) > _LISTED else [])
         notes = [f"{unit_label(unit.name, unit.root)} flattens {len(by_param)} parameters: " + ", ".join(shown),
+                 _DIALECT_NOTE if ctx.kind is InputKind.DIALECT else
                  "with use_orig_params=False a FlatParameter is thawed as a whole: thawing one phase thaws the "
                  "others' parameters too (FinetuningScheduler stops at fit start: \"phases do not have disjoint "
                  "FSDP-flattened parameter sets\")"]

@@ -8,6 +8,7 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.diagnostics.rule import Rule, Severity
+from ftsc.frontend import InputKind
 from ftsc.model.graph import parent_of
 
 RULE = Rule(
@@ -55,8 +56,8 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
         >>> [d.code for d in check(s, ctx)]
         ['FTS305']
     """
-    if ctx.fsdp1 is None or ctx.resolution is None:
-        return
+    if ctx.fsdp1 is None or ctx.resolution is None or ctx.kind is InputKind.DIALECT:
+        return  # a freeze-dialect config runs without FinetuningScheduler, whose rule this is
     phase0 = ctx.resolution.phase(0)
     if phase0 is None or not phase0.params:
         return

@@ -8,6 +8,7 @@ from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.diagnostics.rule import Rule, Severity
+from ftsc.frontend import InputKind
 
 RULE = Rule(
     code="FTS405", name="plan-targets-container", severity=Severity.WARNING, needs_model=True,
@@ -36,6 +37,10 @@ fsdp2 {
 )
 
 
+_DIALECT_NOTE = ("accelerate's size policy selects it and calls `fully_shard` on it, which raises \"fully_shard "
+                 "does not support containers that do not implement forward\" at launch")
+
+
 def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     """Report plan entries selecting containers without a forward.
 
@@ -52,7 +57,8 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     for entry, modules in by_entry.values():
         yield make("FTS405", ctx.source, entry.selector.span, key=entry.selector.pattern,
                    label=f"selects {', '.join(f'`{m}`' for m in modules[:3])}",
-                   notes=("`fully_shard` refuses containers that do not implement forward; FinetuningScheduler "
+                   notes=(_DIALECT_NOTE if ctx.kind is InputKind.DIALECT else
+                          "`fully_shard` refuses containers that do not implement forward; FinetuningScheduler "
                           "prunes the entry with a warning",),
                    help=f"shard the container's children instead, e.g. `{modules[0]}.N` for each N (a regex such "
                         f"as `{modules[0]}\\.\\d+$`)",

@@ -56,8 +56,9 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     from ftsc.frontend import InputKind
 
     if schedule.phases or schedule.fsdp is not None or schedule.fsdp2 is not None \
-            or ctx.kind is InputKind.LIGHTNING_CONFIG:
-        return  # phases, a sharding-only file, or a config (FTS's implicit schedule)
+            or ctx.kind in (InputKind.LIGHTNING_CONFIG, InputKind.DIALECT):
+        return  # phases, a sharding-only file, a config (FTS's implicit schedule), or a dialect config
+        # read without the model (LLaMA-Factory's trainable layers depend on the layer count)
     text = ctx.source.text
     end = text.find("\n")
     yield make("FTS502", ctx.source, Span(0, len(text) if end < 0 else end), label="no phase defined",

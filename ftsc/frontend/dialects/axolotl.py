@@ -145,7 +145,9 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
     if freeze_mm:
         trainable = {n for n in trainable if not MM_COMPONENTS & set(n.split("."))}
     span = node.span if node is not None else (mm.span if mm is not None else root.span)
-    phase = exact_phase([n for n in names if n in trainable], span)
+    spans = {n: next(p.span for p, _, rx, _ in compiled if rx.match(n)) for n in trainable
+             if any(rx.match(n) for _, _, rx, _ in compiled)}
+    phase = exact_phase([n for n in names if n in trainable], span, spans)
     return Imported(ir.Schedule(phases=(phase,), fsdp=fsdp, fsdp2=fsdp2, span=root.span), diags, graph)
 
 

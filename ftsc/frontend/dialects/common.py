@@ -35,9 +35,11 @@ class Imported:
     graph: ModelGraph | None
 
 
-def exact_phase(trainable: Sequence[str], span: Span) -> ir.Phase:
-    """Phase 0 thawing exactly `trainable` (parameter FQNs, model order)."""
-    return ir.Phase(index=0, selectors=tuple(ir.Selector(kind=ir.SelectorKind.EXACT, pattern=n, span=span)
+def exact_phase(trainable: Sequence[str], span: Span, spans: Mapping[str, Span] | None = None) -> ir.Phase:
+    """Phase 0 thawing exactly `trainable` (parameter FQNs, model order); each name's selector
+    points at `spans[name]` (the config entry that selected it) where given, else at `span`."""
+    where = spans or {}
+    return ir.Phase(index=0, selectors=tuple(ir.Selector(kind=ir.SelectorKind.EXACT, pattern=n, span=where.get(n, span))
                                              for n in trainable), span=span)
 
 

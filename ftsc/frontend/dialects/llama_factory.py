@@ -98,7 +98,8 @@ def module_names(names: tuple[str, ...]) -> tuple[set[str], set[str]]:
 
 def _fsdp_keys(root: YNode) -> FSDPKeys | None:
     """The Trainer's `fsdp` / `fsdp_config` as transformers 5.24 reads them (prefix `fsdp_`
-    dropped, version 2 and `TRANSFORMER_BASED_WRAP` by default, a size policy only above 0)."""
+    dropped, version 2, `TRANSFORMER_BASED_WRAP` and `use_orig_params` true by default, a size
+    policy only above 0)."""
     fsdp = root.get("fsdp")
     if fsdp is None or not fsdp.value:
         return None
@@ -110,6 +111,7 @@ def _fsdp_keys(root: YNode) -> FSDPKeys | None:
             keys.values[name] = value.py()
             keys.spans[name] = cfg.key_nodes[key].span
     keys.values.setdefault("version", 2)
+    keys.values["use_orig_params"] = str(keys.values.get("use_orig_params", "true")).lower() == "true"
     keys.values.setdefault("auto_wrap_policy", "TRANSFORMER_BASED_WRAP")
     keys.values["offload_params"] = keys.values.get("cpu_offload", False)
     if isinstance(keys.values.get("transformer_layer_cls_to_wrap"), list):
@@ -142,22 +144,23 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
                           label="vision parts not modelled",
                           detail="multimodal models: ftsc does not model LLaMA-Factory's vision tower and "
                                  "projector rules (`freeze_vision_tower`, `freeze_multi_modal_projector`)"))
+    spans: dict[str, Span] = {}
     if method == "full":
         trainable = list(names)
     else:
         selected = _freeze_selection(source, root, graph, diags)
         if selected is None:
             return Imported(ir.Schedule(fsdp=fsdp, fsdp2=fsdp2, span=root.span), diags, graph)
-        trainable = selected
+        trainable, spans = selected
     dtypes = _dtypes(root, graph, set(trainable))
-    phase = exact_phase(trainable, key_span(root, "finetuning_type"))
+    phase = exact_phase(trainable, key_span(root, "finetuning_type"), spans)
     return Imported(ir.Schedule(phases=(phase,), fsdp=fsdp, fsdp2=fsdp2, span=root.span), diags,
                     with_dtypes(graph, dtypes))
 
 
 
 def _freeze_selection(source: SourceFile, root: YNode, graph: ModelGraph,
-                      diags: list[Diagnostic]) -> list[str] | None:
+                      diags: list[Diagnostic]) -> tuple[list[str], dict[str, Span]] | None:
     names = graph.params
     num_layers = layer_count(graph)
     span = key_span(root, "freeze_trainable_layers")
@@ -197,7 +200,7 @@ def _freeze_selection(source: SourceFile, root: YNode, graph: ModelGraph,
         patterns.append((module, extra_span, "extra"))
     trainable = [name for name in names if any(p in name for p, _, _ in patterns)]
     _surprises(source, patterns, names, diags)
-    return trainable
+    return trainable, {name: next(s for p, s, _ in patterns if p in name) for name in trainable}
 
 
 def _intended(sub: str, kind: str, name: str) -> bool:

@@ -150,6 +150,8 @@ def _fsdp2(keys: FSDPKeys, graph: ModelGraph | None, policy: str, classes: list[
         kwargs.append(ir.Setting(name="reshard_after_forward", value=ir.scalar(bool(keys.get("reshard_after_forward")))))
     if keys.get("offload_params"):  # accelerate passes `offload_policy=CPUOffloadPolicy()` to every call
         kwargs.append(ir.Setting(name="offload_policy", value=ir.Value(data=(), kind="dict")))
+    key = "min_num_params" if policy == "SIZE_BASED_WRAP" else "transformer_layer_cls_to_wrap"
+    span = keys.spans.get(key, keys.spans.get("auto_wrap_policy", keys.span))
     if graph is not None and policy != "NO_WRAP":
         numel = _subtree_numel(graph) if policy == "SIZE_BASED_WRAP" else {}
         for m in _bottom_up(graph)[:-1]:
@@ -158,7 +160,7 @@ def _fsdp2(keys: FSDPKeys, graph: ModelGraph | None, policy: str, classes: list[
             else:
                 hit = numel.get(m, 0) > min_num
             if hit:
-                plan.append(ir.ShardEntry(selector=ir.Selector(kind=ir.SelectorKind.EXACT, pattern=m),
+                plan.append(ir.ShardEntry(selector=ir.Selector(kind=ir.SelectorKind.EXACT, pattern=m, span=span),
                                           kwargs=tuple(kwargs) or None))
     if graph is not None:
         plan.extend(_carve_out(graph, {e.selector.pattern for e in plan}, kwargs))
