@@ -22,7 +22,8 @@ import pytest
 
 from .conftest import REPO
 
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
+        *sorted((REPO / "docs" / "dialects").glob("*.md"))]
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 PROMPT = "$ "
 
@@ -91,7 +92,8 @@ def _workdir(tmp_path: Path, files: tuple[tuple[str, str], ...]) -> Path:
     return work
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[f"{ex.doc.name}:{ex.line}" for ex in EXAMPLES])
+@pytest.mark.parametrize("example", EXAMPLES,
+                         ids=[f"{ex.doc.relative_to(REPO).as_posix()}:{ex.line}" for ex in EXAMPLES])
 def test_console_example(example: Example, tmp_path: Path, bless: bool) -> None:
     """Each `$ command` prints exactly the output shown under it."""
     work = _workdir(tmp_path, example.files)
@@ -120,7 +122,7 @@ def test_examples_are_collected() -> None:
     assert all(ex.steps for ex in EXAMPLES)
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+@pytest.mark.parametrize("doc", DOCS, ids=[d.relative_to(REPO).as_posix() for d in DOCS])
 def test_shell_output_only_in_console_blocks(doc: Path) -> None:
     """A block that shows a `$ ` prompt is a console block (so it is run); shell blocks hold
     commands only."""
