@@ -80,7 +80,8 @@ def fix_help(ctx: AnalysisContext) -> tuple[str | None, list[str] | None]:
     assert ctx.fsdp1 is not None and ctx.graph is not None and ctx.resolution is not None
     if ctx.kind is InputKind.DIALECT:  # a dialect wraps by class or size only: no per-module overrides
         return ("train every parameter of the unit or none (the config wraps whole `transformer_layer_cls_to_wrap` "
-                "modules), or set `use_orig_params: true` in `fsdp_config`"), None
+                "modules)" + ("" if ctx.fsdp1.spec.use_orig_params else
+                              ", or set `use_orig_params: true` in `fsdp_config`")), None
     if _searched[0] is ctx.fsdp1:  # FTS301, FTS302 and FTS305 of one check share the search
         fix = _searched[1]
     else:

@@ -172,7 +172,8 @@ def _surprise(source: SourceFile, p: YNode, base: str, hits: list[str], names: t
     if siblings:
         diags.append(make("FTS205", source, p.span, detail=f"`{p.value}` also unfreezes `{siblings[0]}` "
                           f"({len(siblings)} parameters under other layer indices)", label="unanchored index",
-                          help="end the index with `\\.` (for example `layers.1.`) or anchor the pattern with `$`"))
+                          help="end the index with `.` (for example `model.layers.1.`: axolotl reads `.` as a "
+                               "literal dot)"))
 
 
 def _index_siblings(base: str, hits: list[str]) -> list[str]:
