@@ -66,11 +66,9 @@ def _accelerate_plugin(path: Path, monkeypatch):
 
 
 def _truth(plugin, model) -> dict:
-    """What accelerate does with `model`: FSDP1 policy (class names / threshold), or the FSDP2
-    `fully_shard` order of `fsdp2_prepare_model` (policy bottom-up, embedding, tail, root)."""
-    from accelerate.utils.fsdp_utils import (_find_final_norm, fsdp2_prepare_auto_wrap_policy,
-                                             get_module_children_bottom_up)
-
+    """What accelerate does with `model`: FSDP1 policy (class names / threshold), or, for FSDP2,
+    every `fully_shard` call its own `fsdp2_prepare_model` makes (recorded, not run), with the
+    effective `reshard_after_forward` (the root's None is False for torch) and offloading."""
     names = {id(m): n for n, m in model.named_modules()}
     if plugin.fsdp_version == 1:
         plugin.set_auto_wrap_policy(model)
@@ -79,31 +77,58 @@ def _truth(plugin, model) -> dict:
         return {"classes": sorted(f"{c.__module__}.{c.__qualname__}" for c in kw.get("transformer_layer_cls", ())),
                 "min_num_params": kw.get("min_num_params"), "use_orig_params": plugin.use_orig_params,
                 "sharding_strategy": plugin.sharding_strategy.name}
-    plugin.set_auto_wrap_policy(model)
-    fn = fsdp2_prepare_auto_wrap_policy(plugin, model)
-    order = [names[id(m)] for m in get_module_children_bottom_up(model)[:-1] if fn is not None and fn(m)]
-    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
-    tied = inp is not None and out is not None and inp.weight is out.weight
-    if not tied and inp is not None and names[id(inp)] not in order:
-        order.append(names[id(inp)])
-    for m in (_find_final_norm(model), inp if tied else out):
-        if m is not None and names[id(m)] not in order:
-            order.append(names[id(m)])
-    return {"plan": [*order, ""], "reshard": plugin.reshard_after_forward, "offload": plugin.cpu_offload is not None
-            and type(plugin.cpu_offload).__name__ == "CPUOffloadPolicy"}
+    import types
+
+    import torch.distributed.fsdp as fsdp
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+
+    calls: list[tuple[tuple[str, ...], bool, bool]] = []
+    marked: list[tuple[object, type]] = []
+
+    def fully_shard(module, **kwargs):
+        group = module if isinstance(module, list) else [module]
+        reshard = kwargs.get("reshard_after_forward")
+        calls.append((tuple(names[id(m)] for m in group), bool(reshard) if reshard is not None else False,
+                      type(kwargs.get("offload_policy")).__name__ == "CPUOffloadPolicy"))
+        for m in group:  # an FSDPModule from now on, as after the real call
+            marked.append((m, m.__class__))
+            m.__class__ = type(f"FSDP{m.__class__.__name__}", (fsdp.FSDPModule, m.__class__), {})
+        return module
+
+    accelerator = types.SimpleNamespace(state=types.SimpleNamespace(fsdp_plugin=plugin), torch_device_mesh=None,
+                                        mixed_precision="no", parallelism_config=None, is_main_process=True,
+                                        device=torch.device("meta"))
+    real, fsdp.fully_shard = fsdp.fully_shard, fully_shard
+    try:
+        fsdp2_prepare_model(accelerator, model)
+    finally:
+        fsdp.fully_shard = real
+        for m, cls in marked:
+            m.__class__ = cls
+    return {"calls": calls}
 
 
 def _ours(strategy) -> dict:
+    """Our plan in the same shape; accelerate's one grouped tail call `[norm, head]` is two
+    entries here (a known limitation, docs/dialects/accelerate.md), so it is compared split."""
     sched = strategy.loaded.schedule
     if sched.fsdp is not None:
         st = {s.name: s.value.py() for s in sched.fsdp.settings}
         return {"classes": sorted(st.get("auto_wrap_policy") or []), "min_num_params": st.get("min_num_params"),
                 "use_orig_params": st["use_orig_params"],
                 "sharding_strategy": st.get("sharding_strategy", "FULL_SHARD")}
-    plan = sched.fsdp2.plan
     default = {s.name: s.value.py() for s in sched.fsdp2.settings}.get("fsdp_default_kwargs", {})
-    return {"plan": [e.selector.pattern for e in plan], "reshard": default.get("reshard_after_forward", True),
-            "offload": "offload_policy" in default}
+    calls = []
+    for e in sched.fsdp2.plan:
+        kwargs = {**default, **{s.name: s.value.py() for s in e.kwargs or ()}}
+        calls.append(((e.selector.pattern,), kwargs.get("reshard_after_forward", True), "offload_policy" in kwargs))
+    return {"calls": calls}
+
+
+def _split(truth: dict) -> dict:
+    if "calls" not in truth:
+        return truth
+    return {"calls": [((m,), r, o) for names, r, o in truth["calls"] for m in names]}
 
 
 @pytest.mark.parametrize("name", sorted(ACCELERATE))
@@ -115,7 +140,7 @@ def test_accelerate_config_matches_accelerate(name, tmp_path, monkeypatch):
     got = load_strategy(str(path), _graph(model))
     assert got.dialect == "accelerate" and got.world_size == 4
     assert not got.loaded.diagnostics
-    assert _ours(got) == _truth(_accelerate_plugin(path, monkeypatch), model)
+    assert _ours(got) == _split(_truth(_accelerate_plugin(path, monkeypatch), model))
 
 
 @pytest.mark.parametrize("name", sorted(TRANSFORMERS))
@@ -136,7 +161,7 @@ def test_fsdp_config_json_matches_trainer(name, tmp_path, monkeypatch):
     model = models.llama()
     got = load_strategy(str(path), _graph(model))
     assert got.dialect == "transformers" and not got.loaded.diagnostics
-    assert _ours(got) == _truth(FullyShardedDataParallelPlugin(**kwargs), model)
+    assert _ours(got) == _split(_truth(FullyShardedDataParallelPlugin(**kwargs), model))
 
 
 @pytest.mark.parametrize("version, value, shown", [
@@ -278,3 +303,13 @@ def test_float_threshold_refused_like_the_plugin(tmp_path, monkeypatch):
         FullyShardedDataParallelPlugin(**{**targs.fsdp_plugin_args, "cpu_ram_efficient_loading": False,
                                           "sync_module_states": False})
     assert [d.code for d in load_strategy(path, None).loaded.diagnostics] == ["FTS102"]
+
+
+def test_accelerate_tail_is_one_grouped_call(tmp_path, monkeypatch):
+    """The limitation `_split` compares around is real: accelerate shards `[final norm, head]` in
+    one call, which ftsc plans as two entries (docs/dialects/accelerate.md, "Not modelled")."""
+    path = _file(tmp_path, "a.yaml", FSDP2)
+    calls = _truth(_accelerate_plugin(Path(path), monkeypatch), models.llama())["calls"]
+    assert (("model.norm", "lm_head"), False, False) in calls
+    ours = _ours(load_strategy(path, _graph(models.llama())))["calls"]
+    assert (("model.norm",), False, False) in ours and (("lm_head",), False, False) in ours
