@@ -441,6 +441,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.input}: not converted: the config names no `ft_schedule`, so FinetuningScheduler "
                          "generates the phases from the model; `ftsc init --model TARGET --style fts` writes them")
     if loaded.dialect is not None and not loaded.schedule.phases:
+        if loaded.dialect.with_model:
+            raise UsageError(f"{args.input}: not converted: ftsc reads no trainable set from this "
+                             f"{loaded.dialect.name} config (`ftsc check` says why)")
         raise UsageError(f"{args.input}: not converted: which parameters this {loaded.dialect.name} config trains "
                          "depends on the model; give --model TARGET or --manifest FILE")
     text, diags = convert(loaded.schedule, args.to, source=loaded.source, comments=loaded.comments)

@@ -187,3 +187,26 @@ def test_cli_runs_with_torch_unimportable(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code, sched], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1, proc.stderr
     assert "FTS201" in proc.stdout and proc.stdout.strip().endswith("False")
+
+
+@pytest.mark.parametrize("command", ["check", "compile", "explain", "convert"])
+def test_dialect_option_on_the_four_commands(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--dialect` takes `auto` or a dialect name on check, compile, explain and convert, and
+    forces that reading: a YAML file no detector takes is read as LLaMA-Factory `full` tuning."""
+    from ftsc.frontend.dialects import DIALECTS
+
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--dialect {" + ",".join(("auto", *DIALECTS)) + "}" in " ".join(out.split())
+    path = write(tmp_path, "train.yaml", "model_name_or_path: x\nstage: sft\n")
+    manifest = str(REPO / "examples" / "dialects" / "llama12.json")
+    extra = ["--to", "ftsc"] if command == "convert" else []
+    assert main([command, path, "--manifest", manifest, "--dialect", "bogus", *extra]) == 2
+    capsys.readouterr()
+    status = main([command, path, "--manifest", manifest, "--dialect", "llama-factory", *extra])
+    out, err = capsys.readouterr()
+    assert "skipped" not in err and "not an FTS schedule" not in err
+    if command == "convert":  # read as LLaMA-Factory: `finetuning_type` defaults to lora, which trains no phase here
+        assert status == 2 and "ftsc reads no trainable set from this llama-factory config" in err
+    else:
+        assert status == 0 and "FTS102" in out + err and "`finetuning_type: lora` is not a freeze method" in out + err

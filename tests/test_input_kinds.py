@@ -111,6 +111,38 @@ def test_skip_unrecognized_is_silent(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert capsys.readouterr() == ("", "")
 
 
+# --- freeze dialects: read, not skipped ----------------------------------------------------------------------
+
+DIALECT_YAML = {
+    "axolotl.yaml": "base_model: NousResearch/Llama-3.2-1B\nmicro_batch_size: 2\nunfrozen_parameters:\n- lm_head\n",
+    "freeze.yaml": "model_name_or_path: Qwen/Qwen2.5-0.5B\nfinetuning_type: freeze\nfreeze_trainable_layers: 2\n",
+}
+
+
+def test_dialect_configs_are_read_not_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """axolotl and LLaMA-Factory YAML is its own kind, checked (not skipped) even under
+    --skip-unrecognized; without a model nothing is reported."""
+    monkeypatch.chdir(tmp_path)
+    names = [write(tmp_path, name, text) for name, text in DIALECT_YAML.items()]
+    assert [(load_file(n).kind, load_file(n).unrecognized, load_file(n).dialect.name)  # type: ignore[union-attr]
+            for n in names] == [(InputKind.DIALECT, None, "axolotl"), (InputKind.DIALECT, None, "llama-factory")]
+    assert main(["check", *names]) == 0
+    assert capsys.readouterr() == ("", "")
+    bad = write(tmp_path, "bad.yaml", "base_model: x\nmicro_batch_size: 1\nunfrozen_parameters:\n- 'a['\n")
+    assert main(["check", "--skip-unrecognized", bad]) == 1
+    assert "FTS101" in capsys.readouterr().out
+
+
+def test_one_marker_key_is_no_dialect(tmp_path: Path) -> None:
+    """`base_model` alone (many YAML files have one) does not make an axolotl config; `--dialect`
+    forces the reading."""
+    name = write(tmp_path, "card.yaml", "base_model: some/model\nlicense: mit\n")
+    assert load_file(str(tmp_path / name)).unrecognized is not None
+    forced = load_file(str(tmp_path / name), "axolotl")
+    assert forced.kind is InputKind.DIALECT and forced.unrecognized is None
+
+
 @pytest.mark.parametrize("text, code", [
     ("0:\n  params: [a]\nfoo:\n  params: [b]\n", "FTS102"),        # a non-numeric phase key
     ("'1a':\n  params: [a]\n", "FTS102"),                            # phase-shaped, no numeric key

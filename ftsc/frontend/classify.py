@@ -6,7 +6,9 @@ one-line reason (`unrecognized`) that `ftsc check` prints when it skips the file
 several documents, which neither FTS nor LightningCLI reads, is judged by its first
 (`unrecognized_stream`). A document
 that could be a broken schedule (a phase-number key, a phase-shaped value) is always a
-schedule, so that its errors are reported. Never imports torch; never reports diagnostics.
+schedule, so that its errors are reported. A document that is neither is next offered to the
+freeze dialects (`ftsc.frontend.dialects.detect`: axolotl, LLaMA-Factory); only what none of
+them takes stays unrecognized. Never imports torch; never reports diagnostics.
 """
 
 from __future__ import annotations
