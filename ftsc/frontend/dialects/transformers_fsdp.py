@@ -35,7 +35,14 @@ def _config(root: YNode) -> YNode | None:
 
 def detect(root: YNode) -> bool:
     """An `fsdp_config` mapping (keys known to `_process_fsdp_args`, with or without `fsdp_`), or
-    a mapping holding one under `fsdp_config`."""
+    a mapping holding one under `fsdp_config`.
+
+    Example:
+        >>> from ftsc.frontend.yaml_nodes import load_yaml
+        >>> def read(text): return detect(load_yaml(SourceFile("c.json", text))[0])
+        >>> read('{"fsdp_version": 2}'), read('{"fsdp_config": {"min_num_params": 10}}'), read('{"lr": 1}')
+        (True, True, False)
+    """
     cfg = _config(root)
     if cfg is None or not isinstance(cfg.value, dict) or not cfg.value:
         return False
