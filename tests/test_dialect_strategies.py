@@ -318,7 +318,8 @@ def test_accelerate_tail_is_one_grouped_call(tmp_path, monkeypatch):
 def test_accelerate_multi_gpu_is_ddp_with_its_world_size(tmp_path, capsys):
     from ftsc.cli import main
 
-    cfg = _file(tmp_path, "ddp.yaml", "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_processes: 4\n")
+    cfg = _file(tmp_path, "ddp.yaml",
+                "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_processes: 4\n")
     got = load_strategy(cfg, None)
     assert got.world_size == 4 and got.loaded.schedule.fsdp is None and got.loaded.schedule.fsdp2 is None
     assert main(["explain", *MODEL, "--strategy-config", cfg, "--trainable", "lm_head.*"]) == 0
