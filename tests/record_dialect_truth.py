@@ -7,7 +7,8 @@ tests/data/dialects/<project>/<name>.truth.json per config: every parameter name
 set after the project's own selection code ran on the model (built on the meta device), the
 dtypes after the project's casts (LLaMA-Factory), and the FSDP wrap units accelerate's own
 policy picks (with the FSDP version and `use_orig_params` it was handed): the modules wrapped,
-and the parameters each wrap holds (an inner wrap's parameters are not its parent's).
+and the parameters each wrap holds (an inner wrap's parameters are not its parent's), whether
+parameters are offloaded to the CPU, and FSDP2's `reshard_after_forward`.
 
     python tests/record_dialect_truth.py --axolotl ~/src/axolotl --llama-factory ~/src/LLaMA-Factory
 
@@ -142,16 +143,18 @@ def units(model: Any, plugin_args: dict[str, Any] | None, env: dict[str, str] | 
             groups.append(sorted(set(taken), key=list(param_names.values()).index))
 
     wrapped: list[str] = []
-    calls: list[list[str]] = []
+    calls: list[dict[str, Any]] = []
     if plugin.fsdp_version == 2:
         import torch
         import torch.distributed.fsdp as fsdp
         from accelerate.utils.fsdp_utils import fsdp2_prepare_model
 
-        def fully_shard(module: Any, **_: Any) -> Any:
+        def fully_shard(module: Any, **kwargs: Any) -> Any:
             """Records the call and marks the modules as `FSDPModule`s, as torch does."""
             group = module if isinstance(module, list) else [module]
-            calls.append([names[id(m)] for m in group])
+            calls.append({"modules": [names[id(m)] for m in group],
+                          "reshard_after_forward": kwargs.get("reshard_after_forward"),
+                          "offload": type(kwargs.get("offload_policy")).__name__ == "CPUOffloadPolicy"})
             claim(group)
             for m in group:
                 cls = m.__class__
@@ -170,7 +173,7 @@ def units(model: Any, plugin_args: dict[str, Any] | None, env: dict[str, str] | 
             for m in model.modules():  # undo the marking (the trainable set is read afterwards)
                 if isinstance(m, fsdp.FSDPModule):
                     m.__class__ = m.__class__.__mro__[2]
-        wrapped = [n for group in calls for n in group if n]
+        wrapped = [n for call in calls for n in call["modules"] if n]
     else:
         from torch.distributed.fsdp.wrap import _recursive_wrap
 
@@ -184,8 +187,12 @@ def units(model: Any, plugin_args: dict[str, Any] | None, env: dict[str, str] | 
             _recursive_wrap(model, plugin.auto_wrap_policy, record, ignored_modules=set(), ignored_params=set(),
                             only_wrap_children=True)
         claim([model])  # the root FSDP unit takes the rest
+    offload = plugin.cpu_offload
     out = {"version": int(plugin.fsdp_version), "use_orig_params": bool(plugin.use_orig_params), "units": wrapped,
-           "groups": groups}
+           "groups": groups,
+           "offload": bool(getattr(offload, "offload_params", False)) or type(offload).__name__ == "CPUOffloadPolicy"}
+    if plugin.fsdp_version == 2:
+        out["reshard_after_forward"] = bool(plugin.reshard_after_forward)
     if calls:
         out["fully_shard_calls"] = calls
     return out

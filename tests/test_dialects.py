@@ -83,7 +83,7 @@ def test_dtypes_after_casts_match_the_project(path: Path) -> None:
 
 
 def _grouped_call(path: Path) -> bool:
-    return any(len(call) > 1 for call in truth(path)["fsdp"].get("fully_shard_calls", ()))
+    return any(len(call["modules"]) > 1 for call in truth(path)["fsdp"].get("fully_shard_calls", ()))
 
 
 # accelerate shards the tail [final norm, head] in one `fully_shard` call; an ftsc `fsdp2` plan has
@@ -103,6 +103,8 @@ def test_wrap_units_match_accelerate(path: Path) -> None:
     if want["version"] == 1:
         assert ctx.fsdp1 is not None and ctx.fsdp2 is None
         assert ctx.fsdp1.spec.use_orig_params is want["use_orig_params"]
+        settings = {st.name: st.value.data for st in loaded.schedule.fsdp.settings}
+        assert settings.get("cpu_offload", False) is want["offload"]
         assert sorted(u.name for u in ctx.fsdp1.prediction.units if u.name) == sorted(want["units"])
         groups = [u.params for u in ctx.fsdp1.prediction.units]
     else:
@@ -110,6 +112,23 @@ def test_wrap_units_match_accelerate(path: Path) -> None:
         groups = [g.params for g in ctx.fsdp2.prediction.groups]
     # the units as accelerate leaves them: which parameters each FlatParameter / fully_shard group holds
     assert sorted(sorted(g) for g in groups if g) == sorted(sorted(g) for g in want["groups"])
+
+
+@pytest.mark.parametrize("path", [c for c in CONFIGS if (truth(c).get("fsdp") or {}).get("version") == 2],
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_fully_shard_arguments_match_accelerate(path: Path) -> None:
+    """Each plan entry's `reshard_after_forward` and offload are what accelerate passed the
+    `fully_shard` call of that module."""
+    want = truth(path)["fsdp"]
+    loaded, _ = imported(path)
+    calls = {m: call for call in want["fully_shard_calls"] for m in call["modules"]}
+    assert loaded.schedule.fsdp2 is not None and loaded.schedule.fsdp2.plan
+    for entry in loaded.schedule.fsdp2.plan:
+        call = calls[entry.selector.pattern]
+        kwargs = {k.name: k.value.data for k in entry.kwargs or ()}
+        assert ("offload_policy" in kwargs) is call["offload"], entry.selector.pattern
+        # the root's `None` is torch's choice for a root: False
+        assert kwargs.get("reshard_after_forward", True) is bool(call["reshard_after_forward"]), entry.selector.pattern
 
 
 def test_a_broken_importer_fails_the_comparison(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,7 +99,8 @@ def module_names(names: tuple[str, ...]) -> tuple[set[str], set[str]]:
 def _fsdp_keys(root: YNode) -> FSDPKeys | None:
     """The Trainer's `fsdp` / `fsdp_config` as transformers 5.24 reads them (prefix `fsdp_`
     dropped, version 2, `TRANSFORMER_BASED_WRAP` and `use_orig_params` true by default, a size
-    policy only above 0)."""
+    policy only above 0; the words of a string `fsdp`: `offload`, and for FSDP2 `full_shard` /
+    `shard_grad_op` as `reshard_after_forward` true / false)."""
     fsdp = root.get("fsdp")
     if fsdp is None or not fsdp.value:
         return None
@@ -111,6 +112,16 @@ def _fsdp_keys(root: YNode) -> FSDPKeys | None:
             keys.values[name] = value.py()
             keys.spans[name] = cfg.key_nodes[key].span
     keys.values.setdefault("version", 2)
+    # the legacy `fsdp: "full_shard auto_wrap offload"` form, translated as transformers does
+    legacy = fsdp.value.split() if isinstance(fsdp.value, str) else \
+        [str(v) for v in fsdp.value] if isinstance(fsdp.value, list) else []
+    for item in legacy:
+        if item == "offload":
+            keys.values.setdefault("cpu_offload", True)
+        elif str(keys.values["version"]) == "2" and item in ("full_shard", "shard_grad_op"):
+            keys.values.setdefault("reshard_after_forward", item == "full_shard")
+    if isinstance(keys.values.get("reshard_after_forward"), str) and str(keys.values["version"]) == "2":
+        keys.values["reshard_after_forward"] = keys.values["reshard_after_forward"].lower() == "true"
     keys.values["use_orig_params"] = str(keys.values.get("use_orig_params", "true")).lower() == "true"
     keys.values.setdefault("auto_wrap_policy", "TRANSFORMER_BASED_WRAP")
     keys.values["offload_params"] = keys.values.get("cpu_offload", False)
