@@ -506,6 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
+        if getattr(args, "dialect", "auto") != "auto" and (getattr(args, "strategy_config", None)
+                                                           or getattr(args, "trainable", None)):
+            raise UsageError("--dialect reads FILE as that project's config; it does not combine with "
+                             "--strategy-config or --trainable")
         if args.command == "check":
             return _cmd_check(args, load_settings(isolated=args.isolated))
         if args.command == "compile":

@@ -210,3 +210,6 @@ def test_dialect_option_on_the_four_commands(command: str, tmp_path: Path, capsy
         assert status == 2 and "ftsc reads no trainable set from this llama-factory config" in err
     else:
         assert status == 0 and "FTS102" in out + err and "`finetuning_type: lora` is not a freeze method" in out + err
+    if command != "convert":
+        assert main([command, path, "--dialect", "axolotl", "--trainable", "lm_head.weight"]) == 2
+        assert "does not combine" in capsys.readouterr().err
