@@ -21,9 +21,9 @@ What runs is the projects' code, loaded from the given paths (nothing of it is c
   on the config dict (the pydantic model around them, which only adds defaults, is not built).
 - LLaMA-Factory (read at ff6d4d1): `FinetuningArguments` (`src/llamafactory/hparams/
   finetuning_args.py`, the whole module) built from the config's keys, and `init_adapter`,
-  `_setup_full_tuning`, `_setup_freeze_tuning` (`src/llamafactory/model/adapter.py`) and
-  `get_forbidden_modules` (`model_utils/visual.py`) taken out by name; DeepSpeed is off and the
-  composite-model table is empty (only text models are recorded). The model is first cast to
+  `_setup_full_tuning`, `_setup_freeze_tuning` (`src/llamafactory/model/adapter.py`) taken out
+  by name, with `model_utils/visual.py` (its composite-model table, `get_forbidden_modules`)
+  loaded whole, its logging import stubbed; DeepSpeed is off. The model is first cast to
   the load dtype LLaMA-Factory's parser picks (`bf16`/`pure_bf16` -> bfloat16, `fp16` ->
   float16). FSDP: the installed transformers `TrainingArguments(fsdp=..., fsdp_config=...)`.
 - Wrap units: the installed accelerate's `FullyShardedDataParallelPlugin` (FSDP1:
@@ -87,12 +87,14 @@ def functions(path: Path, names: list[str], namespace: dict[str, Any]) -> dict[s
     return {n: namespace[n] for n in names}
 
 
-def load_module(path: Path, name: str, stubs: dict[str, dict[str, Any]]) -> types.ModuleType:
-    """A whole source file as module `name`, with the modules in `stubs` replaced by namespaces."""
+def load_module(path: Path, name: str, stubs: dict[str, dict[str, Any]], package: str = "") -> types.ModuleType:
+    """A whole source file as module `name` (in `package`, for its relative imports), with the
+    modules in `stubs` replaced by namespaces."""
     for mod, attrs in stubs.items():
         sys.modules[mod] = types.SimpleNamespace(**attrs)  # type: ignore[assignment]
     module = types.ModuleType(name)
     module.__file__ = str(path)
+    module.__package__ = package
     sys.modules[name] = module  # dataclasses look their module up
     exec(compile(path.read_text(), str(path), "exec"), module.__dict__)  # noqa: S102
     return module
@@ -242,9 +244,14 @@ def record_llama_factory(root: Path, config: Path) -> dict[str, Any]:
     args_module = load_module(src / "hparams" / "finetuning_args.py", "llamafactory_finetuning_args", {})
     fields = args_module.FinetuningArguments.__dataclass_fields__
     finetuning_args = args_module.FinetuningArguments(**{k: v for k, v in cfg.items() if k in fields})
-    namespace: dict[str, Any] = {"torch": torch, "re": re, "logger": _Log(), "COMPOSITE_MODELS": {},
+    log_module = {"logging": types.SimpleNamespace(get_logger=lambda name: _Log())}
+    visual = load_module(src / "model" / "model_utils" / "visual.py", "llamafactory.model.model_utils.visual",
+                         {"llamafactory": {}, "llamafactory.extras": log_module},
+                         package="llamafactory.model.model_utils")
+    namespace: dict[str, Any] = {"torch": torch, "re": re, "logger": _Log(),
+                                 "COMPOSITE_MODELS": visual.COMPOSITE_MODELS,
+                                 "get_forbidden_modules": visual.get_forbidden_modules,
                                  "is_deepspeed_zero3_enabled": lambda: False}
-    functions(src / "model" / "model_utils" / "visual.py", ["get_forbidden_modules"], namespace)
     fns = functions(src / "model" / "adapter.py", ["_setup_full_tuning", "_setup_freeze_tuning", "init_adapter"],
                     namespace)
     model = build(model_of(config))

@@ -241,6 +241,17 @@ def test_llama_factory_substring_catch_is_fts205() -> None:
     assert len(diags) == 1 and "`norm`" in diags[0].message and "input_layernorm" in diags[0].message
 
 
+def test_llama_factory_layer_index_catches_vision_layers() -> None:
+    """LLaMA-Factory: with the vision tower trainable, `.0.` and `.1.` (the first two language
+    layers) also train the vision encoder's layers 0 and 1 (the recorded truth has them)."""
+    path = DATA / "llama-factory" / "llava_vision_catch.yaml"
+    assert "model.vision_tower.encoder.layers.1.mlp.fc1.weight" in truth(path)["trainable"]
+    loaded, graph = imported(path)
+    diags = [d for d in run_check(loaded, graph).diagnostics if d.code == "FTS205"]
+    assert [d.message.split("`")[1] for d in diags] == [".0.", ".1."]
+    assert all("model.vision_tower.encoder.layers." in d.message for d in diags)
+
+
 # --- the command line --------------------------------------------------------------------------------------
 
 

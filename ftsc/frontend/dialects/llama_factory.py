@@ -27,6 +27,12 @@ NAME = "llama-factory"
 _MARKERS = frozenset({"finetuning_type", "freeze_trainable_layers", "freeze_trainable_modules",
                       "freeze_extra_modules"})
 _LAYER_KEYS = ("num_hidden_layers", "num_layers", "n_layer")
+# Multimodal models whose parts LLaMA-Factory freezes by name (its `COMPOSITE_MODELS`, read at
+# ff6d4d1): `model_type` -> the name substrings of each part. Others get a warning.
+COMPOSITE: dict[str, dict[str, tuple[str, ...]]] = {
+    "llava": {"projector": ("multi_modal_projector",), "vision": ("vision_tower",),
+              "language": ("language_model", "lm_head")},
+}
 
 
 def detect(root: YNode) -> bool:
@@ -150,16 +156,19 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
         return Imported(ir.Schedule(fsdp=fsdp, fsdp2=fsdp2, span=root.span), diags, graph)
     names = graph.params
     hf = graph.manifest.extra.get("hf") or {}
-    if "text_config" in hf:
+    composite = COMPOSITE.get(str(hf.get("model_type")))
+    if "text_config" in hf and composite is None:
         diags.append(make("FTS102", source, key_span(root, "finetuning_type"), severity=Severity.WARNING,
                           label="vision parts not modelled",
-                          detail="multimodal models: ftsc does not model LLaMA-Factory's vision tower and "
-                                 "projector rules (`freeze_vision_tower`, `freeze_multi_modal_projector`)"))
+                          detail=f"multimodal model `{hf.get('model_type')}`: ftsc models LLaMA-Factory's vision tower "
+                                 "and projector rules (`freeze_vision_tower`, `freeze_multi_modal_projector`) for "
+                                 + ", ".join(f"`{t}`" for t in COMPOSITE) + " only"))
+    forbidden = forbidden_modules(root, composite)
     spans: dict[str, Span] = {}
     if method == "full":
-        trainable = list(names)
+        trainable = [n for n in names if not any(f in n for f in forbidden)]
     else:
-        selected = _freeze_selection(source, root, graph, diags)
+        selected = _freeze_selection(source, root, graph, diags, composite, forbidden)
         if selected is None:
             return Imported(ir.Schedule(fsdp=fsdp, fsdp2=fsdp2, span=root.span), diags, graph)
         trainable, spans = selected
@@ -170,8 +179,24 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
 
 
 
-def _freeze_selection(source: SourceFile, root: YNode, graph: ModelGraph,
-                      diags: list[Diagnostic]) -> tuple[list[str], dict[str, Span]] | None:
+def forbidden_modules(root: YNode, composite: dict[str, tuple[str, ...]] | None) -> set[str]:
+    """Substrings that keep a parameter of a multimodal model frozen (LLaMA-Factory's
+    `get_forbidden_modules`): the vision tower unless `freeze_vision_tower: false`, the projector
+    unless `freeze_multi_modal_projector: false`, the language model with `freeze_language_model`."""
+    if composite is None:
+        return set()
+    out: set[str] = set()
+    for key, default, part in (("freeze_vision_tower", True, "vision"), ("freeze_multi_modal_projector", True,
+                                                                         "projector"),
+                               ("freeze_language_model", False, "language")):
+        if _get(root, key, default):
+            out.update(composite[part])
+    return out
+
+
+def _freeze_selection(source: SourceFile, root: YNode, graph: ModelGraph, diags: list[Diagnostic],
+                      composite: dict[str, tuple[str, ...]] | None = None, forbidden: set[str] | None = None,
+                      ) -> tuple[list[str], dict[str, Span]] | None:
     names = graph.params
     num_layers = layer_count(graph)
     span = key_span(root, "freeze_trainable_layers")
@@ -209,15 +234,24 @@ def _freeze_selection(source: SourceFile, root: YNode, graph: ModelGraph,
                                      + ", ".join(f"`{h}`" for h in sorted(other))))
             return None
         patterns.append((module, extra_span, "extra"))
-    trainable = [name for name in names if any(p in name for p, _, _ in patterns)]
-    _surprises(source, patterns, names, diags)
+    if composite is not None and not _get(root, "freeze_multi_modal_projector", True):
+        span = key_span(root, "freeze_multi_modal_projector")
+        patterns.extend((key, span, "extra") for key in composite["projector"])
+    forbidden = forbidden or set()
+    allowed = tuple(n for n in names if not any(f in n for f in forbidden))
+    trainable = [name for name in allowed if any(p in name for p, _, _ in patterns)]
+    _surprises(source, patterns, allowed, diags, composite)
     return trainable, {name: next(s for p, s, _ in patterns if p in name) for name in trainable}
 
 
-def _intended(sub: str, kind: str, name: str) -> bool:
+def _intended(sub: str, kind: str, name: str, composite: dict[str, tuple[str, ...]] | None = None) -> bool:
     """What the substring is meant to select: for `.{i}.{module}`, the module `{module}` of layer
     `i` (the first numeric path component); for an extra module, that path component outside layers."""
     parts = name.split(".")
+    if kind == "layer" and composite is not None and any(v in parts for v in composite["vision"]):
+        return False  # the layer indices count the language model's layers
+    if kind == "extra" and composite is not None and sub in composite["projector"]:
+        return sub in parts
     if kind == "extra":
         return sub in parts and not any(p.isdigit() for p in parts)
     idx, _, module = sub[1:].partition(".")
@@ -228,11 +262,11 @@ def _intended(sub: str, kind: str, name: str) -> bool:
 
 
 def _surprises(source: SourceFile, patterns: list[tuple[str, Span, str]], names: tuple[str, ...],
-               diags: list[Diagnostic]) -> None:
+               diags: list[Diagnostic], composite: dict[str, tuple[str, ...]] | None = None) -> None:
     """FTS205 for each substring that selects parameters it does not name (`norm` in every
     `input_layernorm`, `.1.` inside `experts.1.` of another layer)."""
     for sub, span, kind in patterns:
-        extra = [n for n in names if sub in n and not _intended(sub, kind, n)]
+        extra = [n for n in names if sub in n and not _intended(sub, kind, n, composite)]
         if extra:
             diags.append(make("FTS205", source, span, label="substring match",
                               detail=f"LLaMA-Factory matches `{sub}` as a substring: it also trains `{extra[0]}` "
