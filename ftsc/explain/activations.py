@@ -42,8 +42,7 @@ def transformer_blocks(graph: ModelGraph) -> tuple[list[str], int]:
             best = kids
     if not best:
         return [], 0
-    widths = Counter(graph.param_entries[p].shape[-1] for p in graph.params
-                     if within(p, best[0]) and len(graph.param_entries[p].shape) == 2)
+    widths = Counter(e.shape[-1] for e in graph.manifest.parameters if len(e.shape) == 2 and within(e.name, best[0]))
     hidden = max(widths.items(), key=lambda kv: (kv[1], kv[0]))[0] if widths else 0
     return best, hidden
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from ftsc.model.graph import ModelGraph
@@ -168,11 +169,16 @@ def flat_layout(graph: ModelGraph, params: Sequence[str], setup: Setup) -> tuple
     align = 1
     if setup.use_orig_params and params:  # each original parameter starts 16-byte aligned (one dtype per unit)
         align = max(16 // itemsize(setup.param_dtype or _dtype(graph, params[0], setup)), 1)
-    for p in params:
-        total += -total % align
-        numel = numels[p]
-        spans.append((total, total + numel))
-        total += numel
+    sizes = list(map(numels.__getitem__, params))
+    if align == 1 or all(n % align == 0 for n in sizes):  # no padding: the spans are running sums
+        ends = list(accumulate(sizes))
+        spans = list(zip([0, *ends[:-1]], ends))
+        total = ends[-1] if ends else 0
+    else:
+        for numel in sizes:
+            total += -total % align
+            spans.append((total, total + numel))
+            total += numel
     # The process group's size: the world, or one node under HYBRID_SHARD. With
     # use_orig_params=True the total is padded to a multiple of it, even under NO_SHARD.
     group = setup.world_size if ws == 1 else ws
@@ -257,16 +263,34 @@ def _per_rank_flat(graph: ModelGraph, group: Group, trainable: frozenset[str], s
     return Memory(params=shard * size, grads=grads)
 
 
-def _per_rank_dim0(graph: ModelGraph, group: Group, trainable: frozenset[str], setup: Setup,
-                   opt: RankBytes) -> Memory:
-    """An FSDP2 group's bytes (or replicated parameters when `layout == "replica"`)."""
+def _dim0_layout(graph: ModelGraph, group: Group, setup: Setup) -> tuple[list[tuple[str, int, int, int, int]], int]:
+    """(parameter, bytes per element, padded local numel, elements per dim-0 row, rows) of each
+    parameter of an FSDP2 group (or replicated parameters), and their bytes on one rank."""
     ws = setup.world_size if group.layout == "dim0" else 1
-    states = OPTIMIZER_STATES[setup.optimizer]
-    params = grads = 0
+    out = []
+    total = 0
     for p in group.params:
         size = itemsize(_dtype(graph, p, setup))
         local, row = _dim0_local(graph, p, ws)
-        params += local * size
+        shape = graph.param_entries[p].shape
+        out.append((p, size, local, row, shape[0] if shape else 1))
+        total += local * size
+    return out, total
+
+
+def _per_rank_dim0(graph: ModelGraph, group: Group, trainable: frozenset[str], setup: Setup,
+                   opt: RankBytes, cache: dict[int, Any]) -> Memory:
+    """An FSDP2 group's bytes (or replicated parameters when `layout == "replica"`)."""
+    ws = setup.world_size if group.layout == "dim0" else 1
+    states = OPTIMIZER_STATES[setup.optimizer]
+    key = id(group)  # the layout does not depend on the phase: computed once per group
+    if key not in cache:
+        cache[key] = _dim0_layout(graph, group, setup)
+    layout, params = cache[key]
+    if trainable.isdisjoint(group.params):
+        return Memory(params=params)
+    grads = 0
+    for p, size, local, row, rows in layout:
         if p not in trainable:
             continue
         grads += local * size
@@ -276,8 +300,6 @@ def _per_rank_dim0(graph: ModelGraph, group: Group, trainable: frozenset[str], s
             opt.add(0, opt.ranks, states * local * size)
             continue
         # Rank r holds rows [r*per, (r+1)*per) of the real rows: full chunks, then a remainder.
-        shape = graph.param_entries[p].shape
-        rows = shape[0] if shape else 1
         if not rows:
             continue
         per = -(-rows // ws)
@@ -304,8 +326,8 @@ def phase_memory(graph: ModelGraph, setup: Setup, groups: Sequence[Group], train
         groups: how parameters are sharded (every parameter in at least one group).
         trainable: primary FQNs of the parameters that train in this phase.
         buffers: buffer bytes per rank (`buffer_bytes`).
-        cache: FlatParameter layouts by group, reused across the phases of one model (the
-            caller keeps `groups` alive while it holds the cache).
+        cache: FlatParameter and dim-0 layouts by group, reused across the phases of one model
+            (the caller keeps `groups` alive while it holds the cache).
 
     Returns:
         The accelerator bytes (and host bytes of offloaded groups) of the busiest rank.
@@ -326,7 +348,7 @@ def phase_memory(graph: ModelGraph, setup: Setup, groups: Sequence[Group], train
         if g.layout == "flat":
             part = _per_rank_flat(graph, g, trainable, setup, opt, cache)
         else:
-            part = _per_rank_dim0(graph, g, trainable, setup, opt)
+            part = _per_rank_dim0(graph, g, trainable, setup, opt, cache)
         if g.offload:
             host = host + part
         else:

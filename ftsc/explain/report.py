@@ -189,8 +189,8 @@ def explain(schedule: ir.Schedule, ctx: AnalysisContext, setup: Setup, *, batch:
         phases.append(PhaseReport(index=ph.index, trainable=trainable,
                                   cells=tuple(cell(graph, g, trainable) for g in groups),
                                   memory=memory, activations=acts, peak=peak, lr_groups=lr_groups))
-    entries = graph.param_entries
-    numels = tuple(sum(entries[p].numel for p in g.params) for g in groups)
+    numel = graph.numels.__getitem__
+    numels = tuple(sum(map(numel, g.params)) for g in groups)
     dtypes = tuple(_dtype_of(graph, g, setup) for g in groups)
     return Explanation(graph=graph, setup=setup, groups=tuple(groups), numels=numels, dtypes=dtypes, phases=tuple(phases),
                        estimated=estimated, no_blocks=asked and not blocks)
@@ -200,6 +200,7 @@ def _dtype_of(graph: ModelGraph, group: Group, setup: Setup) -> str:
     """The group's storage dtype; several joined with `+` (sorted) when they differ."""
     from ftsc.explain.memory import FLOATING
 
+    entries = graph.param_entries
     kinds = sorted({setup.store_dtype if setup.store_dtype and d in FLOATING else d
-                    for d in (graph.param_entries[p].dtype for p in group.params)})
+                    for d in {entries[p].dtype for p in group.params}})
     return "+".join(kinds) if kinds else "none"

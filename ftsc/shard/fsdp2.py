@@ -79,7 +79,7 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
     objs = ModuleObjects(graph)
     state_roots: set[str] = set()  # modules carrying fully_shard state
     managed: dict[str, str] = {}  # module -> group that manages it
-    dtensor: dict[tuple[str, str], str] = {}  # (module obj, param) registration -> group that sharded it
+    dtensor: dict[str, dict[str, str]] = {}  # param -> module obj it is registered on -> group that sharded it
     owners: dict[str, list[str]] = {}
     groups: list[Group] = []
     skipped: list[Skipped] = []
@@ -94,7 +94,7 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
             for p in objs.regs[m]:
                 if p in params:
                     continue
-                if (m, p) in dtensor:
+                if p in dtensor and m in dtensor[p]:
                     failed.append((name, p))
                     continue
                 params[p] = None
@@ -106,7 +106,7 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
             owners.setdefault(p, []).append(name)
             for _, owner in objs.reg_paths[p]:
                 if owner in reach:
-                    dtensor[(owner, p)] = name
+                    dtensor.setdefault(p, {})[owner] = name
         groups.append(Group(name=name, modules=tuple(modules), params=tuple(params), source=source))
 
     for call in user_calls:
@@ -118,13 +118,14 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
             skipped.append(Skipped(module=module, by=holder))
             continue
         apply([module], "plan")
-    unsharded = tuple(p for p in graph.params if (objs.reg_paths[p][0][1], p) not in dtensor)
+    unsharded = tuple(p for p in graph.params if p not in dtensor or objs.reg_paths[p][0][1] not in dtensor[p])
     multi = {p: tuple(gs) for p, gs in owners.items() if len(gs) > 1}
     root_of = _lazy_init_roots(groups)
     multi_raises = {p: len({root_of[g] for g in gs}) < len(gs) for p, gs in multi.items()}
     untied: dict[str, tuple[str, ...]] = {}
-    for p, paths in objs.reg_paths.items():
-        plain = [path for path, owner in paths if (owner, p) not in dtensor]
+    for p in objs.shared:  # only a parameter registered under several paths can be half-sharded
+        paths = objs.reg_paths[p]
+        plain = [path for path, owner in paths if owner not in dtensor.get(p, ())]
         if plain and len(plain) < len(paths):
             untied[p] = tuple(plain)
     return Prediction2(groups=tuple(groups), unsharded=unsharded, skipped=tuple(skipped), multi=multi,

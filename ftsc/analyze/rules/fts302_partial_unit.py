@@ -64,6 +64,8 @@ def check(schedule: ir.Schedule, ctx: AnalysisContext) -> Iterator[Diagnostic]:
     computed = False
     for unit in ctx.fsdp1.prediction.units:
         by_param = {p: res.phase_of(p) for p in unit.params}
+        if len(set(by_param.values())) < 2:  # one phase (or none) for the whole unit: never partial
+            continue
         wasted: dict[int, int] = {}
         for n, phase in enumerate(order):
             done = set(order[: n + 1])

@@ -62,11 +62,14 @@ def dtype_groups(graph: ModelGraph, params: Sequence[str], store: str | None = N
     """
     from ftsc.explain.memory import FLOATING
 
+    entries = graph.param_entries
+    dtypes = [entries[p].dtype for p in params]
+    if store:
+        dtypes = [store if d in FLOATING else d for d in dtypes]
+    if len(set(dtypes)) == 1:  # the common case: one dtype, no grouping needed
+        return {dtypes[0]: list(params)}
     out: dict[str, list[str]] = {}
-    for p in params:
-        dtype = graph.param_entries[p].dtype
-        if store and dtype in FLOATING:
-            dtype = store
+    for p, dtype in zip(params, dtypes, strict=True):
         out.setdefault(dtype, []).append(p)
     return dict(sorted(out.items()))
 
