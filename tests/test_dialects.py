@@ -350,3 +350,17 @@ def test_fix_leaves_dialect_configs_alone(tmp_path: Path, capsys: pytest.Capture
     assert main(["check", "--fix", str(path), "--manifest", manifest("llama12")]) == 1
     assert "--fix does not edit" in capsys.readouterr().err
     assert path.read_text() == before
+
+
+def test_dialect_checks_need_no_torch() -> None:
+    """Reading a dialect config and checking it against a manifest imports neither torch nor
+    transformers (the pre-commit hook's path)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom ftsc.cli import main\n"
+            f"main(['check', {str(DATA / 'llama-factory' / 'first3_fsdp1.yaml')!r}, '--manifest', "
+            f"{manifest('llama12')!r}, '--format', 'concise'])\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert "FTS306" in out and out.rstrip().endswith("[]")
