@@ -103,7 +103,7 @@ class NameIndex:
             ftsc.matching.UnsupportedPattern: it cannot be matched in bounded time.
         """
         if self._alphabet is None:
-            self._alphabet = tuple(sorted({ch for n in self._names for ch in n}))
+            self._alphabet = tuple(sorted(set("".join(self._names))))  # every character of every name
         return matcher_for(pattern, self._alphabet)
 
     def match(self, rx: str | re.Pattern[str], *, full: bool = False) -> list[str]:
