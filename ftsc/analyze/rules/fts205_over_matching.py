@@ -31,7 +31,11 @@ Reports patterns that match more than they appear to:
   example `layer.{0,11}.` matches every layer, not layers 0 and 11);
 - a `.` used as a separator that is not escaped (it matches any character);
 - an FTS pattern (`fts "..."`, or any FTS YAML pattern) whose literal index prefix also
-  catches sibling indices: `layers.1` also thaws `layers.10`-`layers.19` (needs a model).
+  catches sibling indices: `layers.1` also thaws `layers.10`-`layers.19` (needs a model);
+- in a freeze-dialect config, the project's own matching selecting other parameters than the
+  entry names: axolotl's literal `.` (`.*` means "dots") and start-only anchoring
+  (`model.layers.1` also unfreezes layers 10-19), LLaMA-Factory's substrings (`norm` in every
+  `input_layernorm`, `.1.` in another module's `1`); see docs/dialects/.
 
 ## Why is this bad?
 The phase thaws parameters the author meant for another phase, or thaws everything at once.
