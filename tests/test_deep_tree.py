@@ -98,3 +98,32 @@ def test_components_match_networkx() -> None:
         assert sorted(map(sorted, _components(succ))) == sorted(map(sorted, nx.strongly_connected_components(g)))
     path = {i: [i + 1] for i in range(20_000)} | {20_000: [0]}
     assert [len(c) for c in _components(path)] == [20_001]
+
+
+def test_units_named_through_a_shared_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A size policy revisits a shared module under its second parent and names units by that path
+    (`h.s.bn`); explain resolves such paths through the alias (a KeyError, FTS901, before).
+
+    The prediction itself is not checked here: torch 2.13's `_recursive_wrap` asserts that no
+    descendant is already wrapped when it enters `h`, which the predictor does not model yet.
+    """
+    bn = "torch.nn.modules.batchnorm.BatchNorm1d"
+    manifest = {"format": "ftsc-manifest", "version": 1, "target": None,
+                "classes": {"Net": [], "Block": [], bn: ["torch.nn.modules.batchnorm._BatchNorm"]},
+                "modules": [{"name": "", "class": "Net"}, {"name": "a", "class": "Block", "aliases": ["h.s"]},
+                            {"name": "a.bn", "class": bn}, {"name": "a.c", "class": "Block"},
+                            {"name": "h", "class": "Block"}],
+                "parameters": [{"name": "a.bn.weight", "shape": [8]}, {"name": "a.c.w", "shape": [8, 8]},
+                               {"name": "h.w", "shape": [2]}]}
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    schedule = tmp_path / "s.ftsc"
+    schedule.write_text('phase 0 { thaw h.w }\nphase 1 { thaw a.c.w }\nfsdp {\n  min_num_params = 4\n'
+                        '  precision = "bf16-mixed"\n}\n')
+    args = [str(schedule), "--manifest", str(tmp_path / "m.json")]
+    assert main(["compile", *args]) == 0
+    predicted = [u["name"] for u in json.loads(capsys.readouterr().out)["sharding"]["units"]]
+    assert "h.s.bn" in predicted
+    rc = main(["explain", *args, "--format", "json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert [u["name"] for u in json.loads(out.out)["units"]] == predicted

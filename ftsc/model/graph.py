@@ -147,9 +147,32 @@ class ModelGraph:
         return self.aliases.get(name, name)
 
     # -- modules ----------------------------------------------------------------------------
+    def module_object(self, path: str) -> str:
+        """The primary FQN of the module registered at `path`, which may run through shared
+        modules (`shared.child` when `shared` is an alias of `a.b`: `a.b.child`). Unknown paths
+        are returned as given.
+
+        Example:
+            >>> from ftsc.model.manifest import from_json
+            >>> g = ModelGraph(from_json({"format": "ftsc-manifest", "version": 1, "classes": {},
+            ...     "modules": [{"name": "", "class": "Net"}, {"name": "a", "class": "Net", "aliases": ["s"]},
+            ...                 {"name": "a.c", "class": "Leaf"}], "parameters": []}))
+            >>> g.module_object("s.c"), g.module_object("s"), g.module_object("a.c"), g.module_class("s.c")
+            ('a.c', 'a', 'a.c', 'Leaf')
+        """
+        if path in self.module_entries:
+            return path
+        if path in self.module_aliases:
+            return self.module_aliases[path]
+        current = ""
+        for local in path.split("."):  # left to right: every prefix through the aliases
+            step = f"{current}.{local}" if current else local
+            current = self.module_aliases.get(step, step)
+        return current if current in self.module_entries else path
+
     def module_class(self, fqn: str) -> str:
-        """Qualified class name of a module."""
-        return self.module_entries[self.module_aliases.get(fqn, fqn)].cls
+        """Qualified class name of a module (given by its FQN or any path it is registered at)."""
+        return self.module_entries[self.module_object(fqn)].cls
 
     def mro(self, fqn: str) -> tuple[str, ...]:
         """The module's class followed by its bases (qualified names, MRO order)."""
