@@ -164,7 +164,10 @@ def _char_source(op: Any, av: Any) -> str:
 
 @functools.lru_cache(maxsize=65536)
 def _single(source: str, flags: int) -> re.Pattern[str]:
-    return re.compile(source, flags & _CHAR_FLAGS)
+    flags &= _CHAR_FLAGS
+    if flags & re.ASCII:  # a local `(?a:...)` inside a str pattern, whose global flags say UNICODE
+        flags &= ~re.UNICODE
+    return re.compile(source, flags)
 
 
 def _char_set(op: Any, av: Any, flags: int, alphabet: tuple[str, ...]) -> frozenset[str]:
@@ -253,8 +256,9 @@ class _ToRE2:
 # The fallback: a memoised backtracking machine
 # --------------------------------------------------------------------------------------------
 
-# Instructions: ("char", set) ("split", a, b) ("jmp", a) ("loop", head, exit) ("at", code, flags) ("look", sub, ahead,
-# negate, width) ("atomic", sub) ("match",). `sub` indexes `_Machine.programs`.
+# Instructions: ("char", set) ("split", a, b) ("jmp", a) ("head", body, exit, greedy) ("loop", head, exit)
+# ("at", code, flags) ("look", sub, ahead, negate, width) ("atomic", sub) ("match",). `sub` indexes
+# `_Machine.programs`.
 
 
 class _Compiler:
@@ -328,12 +332,12 @@ class _Compiler:
         for _ in range(lo):
             self.seq(code, body.data, flags)
         if hi is _c.MAXREPEAT:
-            split = self.emit(code, ("split", 0, 0))
+            head = self.emit(code, ("head", 0, 0, greedy))
             self.seq(code, body.data, flags)
-            back = self.emit(code, ("loop", split, 0))
+            back = self.emit(code, ("loop", head, 0))
             after = len(code)
-            code[back] = ("loop", split, after)
-            code[split] = ("split", split + 1, after) if greedy else ("split", after, split + 1)
+            code[back] = ("loop", head, after)
+            code[head] = ("head", head + 1, after, greedy)
             return
         splits: list[int] = []
         for _ in range(hi - lo):
@@ -381,8 +385,13 @@ class _Machine:
     def _run(self, prog: int, name: str, start: int, memo: dict[tuple[int, int], int | None],
              end: int | None = None) -> int | None:
         code = self.programs[prog]
-        seen: set[tuple[int, int]] = set()
-        stack = [(0, start)]
+        # A state is (instruction, position, fresh): `fresh` counts the innermost enclosing loops
+        # whose current iteration has consumed nothing yet (if an outer one has not, no inner one
+        # has), so each loop end knows whether its iteration matched empty, as Python's repeat
+        # does: it then leaves the loop rather than iterate again. `fresh` is bounded by the loop
+        # nesting depth, so the states stay bounded by program size x (name length + 1) x depth.
+        seen: set[tuple[int, int, int]] = set()
+        stack = [(0, start, 0)]
         n = len(name)
         while stack:
             state = stack.pop()
@@ -394,34 +403,37 @@ class _Machine:
                 raise UnsupportedPattern(
                     f"matching `{self.pattern}` against these names needs over {MAX_STEPS:,} steps of ftsc's "
                     "bounded matcher (lookaround, atomic or possessive parts over long names); simplify it")
-            pc, pos = state
+            pc, pos, fresh = state
             ins = code[pc]
             kind = ins[0]
             if kind == "char":
                 if pos < n and name[pos] in ins[1]:
-                    stack.append((pc + 1, pos + 1))
+                    stack.append((pc + 1, pos + 1, 0))
             elif kind == "split":
-                stack.append((ins[2], pos))
-                stack.append((ins[1], pos))
+                stack.append((ins[2], pos, fresh))
+                stack.append((ins[1], pos, fresh))
+            elif kind == "head":  # another iteration (a fresh one) or leave; greedy tries the iteration first
+                _, body, after, greedy = ins
+                first, second = ((body, pos, fresh + 1), (after, pos, fresh))
+                stack.extend((second, first) if greedy else (first, second))
             elif kind == "jmp":
-                stack.append((ins[1], pos))
+                stack.append((ins[1], pos, fresh))
             elif kind == "loop":
-                # Back to the loop head; positions never decrease, so a head already seen at this
-                # position means the iteration matched empty: Python then leaves the loop.
-                stack.append((ins[2], pos) if (ins[1], pos) in seen else (ins[1], pos))
+                # The end of an iteration: one that matched empty leaves the loop; others go back.
+                stack.append((ins[2], pos, fresh - 1) if fresh else (ins[1], pos, 0))
             elif kind == "at":
                 if _at(ins[1], ins[2], name, pos):
-                    stack.append((pc + 1, pos))
+                    stack.append((pc + 1, pos, fresh))
             elif kind == "look":
                 _, sub, ahead, negate, width = ins
                 begin = pos if ahead else pos - width
                 found = begin >= 0 and self._sub(sub, name, begin, memo) is not None
                 if found != negate:
-                    stack.append((pc + 1, pos))
+                    stack.append((pc + 1, pos, fresh))
             elif kind == "atomic":
                 stop = self._sub(ins[1], name, pos, memo)
                 if stop is not None:
-                    stack.append((pc + 1, stop))
+                    stack.append((pc + 1, stop, fresh if stop == pos else 0))
             elif end is None or pos == end:  # match
                 return pos
         return None

@@ -128,6 +128,28 @@ def test_known_edge_cases(pattern: str) -> None:
                            "a b", "aab", "éa", "a\nb"])
 
 
+# Found by tests/fuzz_campaign_matching.py (100k inputs, seed 1): loops whose iteration can match
+# empty (`\b`, `\B`, `(?=...)`, `(...)?` alternatives) inside atomic and possessive groups, where
+# the first match's end decides the outcome (Python's repeat leaves a loop after an empty
+# iteration); a local `(?a:...)` in a str pattern.
+@pytest.mark.parametrize(("pattern", "names"), [
+    (r"(?s)(?:(((?:\b|.|\w)){2})++|$)", ["é", ".\n\n b_", "b1_x_b \n  ", "Aab. aAb", "x.b"]),
+    (r"(?s)((?:((?:(?i:a)|1|\Z))*+|\Z|(?:(?:_|\Z)|($){2,}|(.)?)))*+", ["111ſ\n1.ſ", "\nxxb"]),
+    (r"(?m)((?:(?:(?:[^a]|\B|[ab])|1(?i:a)[ab]^)|(?=_layers\B)|([^a])+))*+", ["model.layers.0.weight", "h.2.attn"]),
+    (r"(?a)((?:\w|(é)?|(?:a|\b.|(?<!\w)^)))*+", ["model.layers.0.weight", "h.2.attn_ln.weight"]),
+    (r"((?:\x41|(b\x41\W){2}|(?:(?:x|[^a])|(?>\b)|.)))*+", ["model.layers.0.weight", "h.2.attn.c_attn.weight"]),
+    (r"(?:((?:(?:_|[a-c]|[a-c])|(?=\x41)|.))*+|(?:(\s){2}layers|_)|((?:(?<!\w)[a-c]|[a-c]))++)",
+     ["A _x.é", "x_", " ", "\n", ".bſ\n.bbbſ", "x. a\n1\nAxb", "xbA. _ſ"]),
+    (r"(?:(?:[^a]|\B|[ab])|(?=_x))*", ["model.layers", "ab"]),
+    (r"(?s)(?>(?:(?:\b|.)(?:\b|.))+)$", [".\n\n b_", "ab", ". b"]),
+    (r"(?a:a+)++$", ["aaa", "b", "aé"]),
+    (r"(?a:a{3}|b{3}|ab)*c", ["aaac", "abc", "c", "x"]),
+    (r"(?a:\w+)$", ["é", "a_1"]),
+])
+def test_fuzz_findings(pattern: str, names: list[str]) -> None:
+    _assert_same(pattern, names)
+
+
 # --------------------------------------------------------------------------------------------
 # Every pattern of the corpus and the test suite
 # --------------------------------------------------------------------------------------------
