@@ -215,10 +215,13 @@ class Options:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShardEntry:
-    """One FSDP2 plan entry: modules to `fully_shard`, with keyword arguments."""
+    """One FSDP2 plan entry: modules to `fully_shard`, with keyword arguments. `members` (exact
+    module names) make it one list-form call `fully_shard([selected, *members])`: one parameter
+    group over all of them (accelerate's `[final norm, head]` tail); no DSL syntax writes them."""
 
     selector: Selector
     kwargs: tuple[Setting, ...] | None = None
+    members: tuple[Selector, ...] = ()
     span: Span = field(default=NO_SPAN, compare=False)
 
 

@@ -109,8 +109,7 @@ def _truth(plugin, model) -> dict:
 
 
 def _ours(strategy) -> dict:
-    """Our plan in the same shape; accelerate's one grouped tail call `[norm, head]` is two
-    entries here (a known limitation, docs/dialects/accelerate.md), so it is compared split."""
+    """Our plan in the same shape: one call per entry, a grouped entry (the tail) one list call."""
     sched = strategy.loaded.schedule
     if sched.fsdp is not None:
         st = {s.name: s.value.py() for s in sched.fsdp.settings}
@@ -121,14 +120,9 @@ def _ours(strategy) -> dict:
     calls = []
     for e in sched.fsdp2.plan:
         kwargs = {**default, **{s.name: s.value.py() for s in e.kwargs or ()}}
-        calls.append(((e.selector.pattern,), kwargs.get("reshard_after_forward", True), "offload_policy" in kwargs))
+        calls.append(((e.selector.pattern, *(m.pattern for m in e.members)), kwargs.get("reshard_after_forward", True),
+                      "offload_policy" in kwargs))
     return {"calls": calls}
-
-
-def _split(truth: dict) -> dict:
-    if "calls" not in truth:
-        return truth
-    return {"calls": [((m,), r, o) for names, r, o in truth["calls"] for m in names]}
 
 
 @pytest.mark.parametrize("name", sorted(ACCELERATE))
@@ -140,7 +134,7 @@ def test_accelerate_config_matches_accelerate(name, tmp_path, monkeypatch):
     got = load_strategy(str(path), _graph(model))
     assert got.dialect == "accelerate" and got.world_size == 4
     assert not got.loaded.diagnostics
-    assert _ours(got) == _split(_truth(_accelerate_plugin(path, monkeypatch), model))
+    assert _ours(got) == (_truth(_accelerate_plugin(path, monkeypatch), model))
 
 
 @pytest.mark.parametrize("name", sorted(TRANSFORMERS))
@@ -161,7 +155,7 @@ def test_fsdp_config_json_matches_trainer(name, tmp_path, monkeypatch):
     model = models.llama()
     got = load_strategy(str(path), _graph(model))
     assert got.dialect == "transformers" and not got.loaded.diagnostics
-    assert _ours(got) == _split(_truth(FullyShardedDataParallelPlugin(**kwargs), model))
+    assert _ours(got) == (_truth(FullyShardedDataParallelPlugin(**kwargs), model))
 
 
 @pytest.mark.parametrize("version, value, shown", [
@@ -306,13 +300,18 @@ def test_float_threshold_refused_like_the_plugin(tmp_path, monkeypatch):
 
 
 def test_accelerate_tail_is_one_grouped_call(tmp_path, monkeypatch):
-    """The limitation `_split` compares around is real: accelerate shards `[final norm, head]` in
-    one call, which ftsc plans as two entries (docs/dialects/accelerate.md, "Not modelled")."""
+    """accelerate shards `[final norm, head]` in one call; ftsc plans it as one grouped entry
+    and predicts one `fully_shard` group holding both modules' parameters."""
+    from ftsc.shard import fsdp2_analysis
+
     path = _file(tmp_path, "a.yaml", FSDP2)
     calls = _truth(_accelerate_plugin(Path(path), monkeypatch), models.llama())["calls"]
     assert (("model.norm", "lm_head"), False, False) in calls
-    ours = _ours(load_strategy(path, _graph(models.llama())))["calls"]
-    assert (("model.norm",), False, False) in ours and (("lm_head",), False, False) in ours
+    got = load_strategy(path, _graph(models.llama()))
+    assert (("model.norm", "lm_head"), False, False) in _ours(got)["calls"]
+    analysis = fsdp2_analysis(got.loaded.schedule, _graph(models.llama()))
+    tail = [g for g in analysis.prediction.groups if g.modules == ("model.norm", "lm_head")]
+    assert [g.params for g in tail] == [("model.norm.weight", "lm_head.weight")]
 
 
 def test_accelerate_multi_gpu_is_ddp_with_its_world_size(tmp_path, capsys):

@@ -82,17 +82,7 @@ def test_dtypes_after_casts_match_the_project(path: Path) -> None:
     assert {p: graph.param_entries[p].dtype for p in graph.params} == want
 
 
-def _grouped_call(path: Path) -> bool:
-    return any(len(call["modules"]) > 1 for call in truth(path)["fsdp"].get("fully_shard_calls", ()))
-
-
-# accelerate shards the tail [final norm, head] in one `fully_shard` call; an ftsc `fsdp2` plan has
-# one module per entry, so the import predicts a group for each (ftsc/frontend/dialects/wrap.py).
-_TAIL = pytest.mark.xfail(strict=True, reason="FSDP2 plan entries hold one module: the tail group is split")
-
-
-@pytest.mark.parametrize("path", [pytest.param(c, marks=_TAIL) if _grouped_call(c) else c
-                                  for c in CONFIGS if truth(c).get("fsdp")],
+@pytest.mark.parametrize("path", [c for c in CONFIGS if truth(c).get("fsdp")],
                          ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_wrap_units_match_accelerate(path: Path) -> None:
     """FSDP version, `use_orig_params` and the wrapped modules are those accelerate picked."""
@@ -117,18 +107,19 @@ def test_wrap_units_match_accelerate(path: Path) -> None:
 @pytest.mark.parametrize("path", [c for c in CONFIGS if (truth(c).get("fsdp") or {}).get("version") == 2],
                          ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_fully_shard_arguments_match_accelerate(path: Path) -> None:
-    """Each plan entry's `reshard_after_forward` and offload are what accelerate passed the
-    `fully_shard` call of that module."""
+    """The plan entries are accelerate's `fully_shard` calls: the modules of each call (the
+    tail's list as one grouped entry), in order, with its `reshard_after_forward` and offload."""
     want = truth(path)["fsdp"]
     loaded, _ = imported(path)
-    calls = {m: call for call in want["fully_shard_calls"] for m in call["modules"]}
     assert loaded.schedule.fsdp2 is not None and loaded.schedule.fsdp2.plan
+    calls = []
     for entry in loaded.schedule.fsdp2.plan:
-        call = calls[entry.selector.pattern]
         kwargs = {k.name: k.value.data for k in entry.kwargs or ()}
-        assert ("offload_policy" in kwargs) is call["offload"], entry.selector.pattern
         # the root's `None` is torch's choice for a root: False
-        assert kwargs.get("reshard_after_forward", True) is bool(call["reshard_after_forward"]), entry.selector.pattern
+        calls.append(([entry.selector.pattern, *(m.pattern for m in entry.members)],
+                      "offload_policy" in kwargs, kwargs.get("reshard_after_forward", True)))
+    # one entry per call, a grouped call (accelerate's tail) one grouped entry, in accelerate's order
+    assert calls == [(c["modules"], c["offload"], bool(c["reshard_after_forward"])) for c in want["fully_shard_calls"]]
 
 
 def test_a_broken_importer_fails_the_comparison(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,9 +89,10 @@ def fsdp1_analysis(schedule: ir.Schedule, graph: ModelGraph) -> FSDP1Analysis | 
 class FSDP2Analysis:
     """The resolved FSDP2 plan (FTS `fsdp_plan` semantics), its prediction, and what did not resolve."""
 
-    plan: tuple[str, ...]  # module FQNs in application order
+    plan: tuple[str, ...]  # module FQNs in application order (a grouped entry: its first module)
     entry_of: dict[str, ir.ShardEntry]  # module -> the (last) plan entry that selected it
     prediction: Prediction2
+    members: dict[str, tuple[str, ...]] = field(default_factory=dict)  # plan module -> the others of its call
     unmatched: tuple[ir.ShardEntry, ...] = ()
     containers: tuple[tuple[ir.ShardEntry, str], ...] = ()  # (entry, ModuleList/ModuleDict FQN) pruned
 
@@ -102,7 +103,17 @@ def fsdp2_analysis(schedule: ir.Schedule, graph: ModelGraph) -> FSDP2Analysis | 
     Exact module names beat regexes; regexes `re.match` module names in `named_modules()` order;
     a module's position is fixed by the first entry that selects it, its kwargs by the last;
     ModuleList/ModuleDict targets are pruned. The model's own `fully_shard` calls (recorded in
-    `configure_model`) run first.
+    `configure_model`) run first. A grouped entry (`members`) is one list-form call at the
+    position of its first module; a member another entry placed already stays there.
+
+    Example:
+        >>> g = ModelGraph.from_names(["emb.w", "layer.w", "norm.w", "head.w"])
+        >>> tail = ir.ShardEntry(selector=ir.Selector(kind=ir.SelectorKind.EXACT, pattern="norm"),
+        ...                      members=(ir.Selector(kind=ir.SelectorKind.EXACT, pattern="head"),))
+        >>> root = ir.ShardEntry(selector=ir.Selector(kind=ir.SelectorKind.EXACT, pattern=""))
+        >>> a = fsdp2_analysis(ir.Schedule(fsdp2=ir.FSDP2Config(plan=(tail, root))), g)
+        >>> a.plan, a.members, [(x.name, x.params) for x in a.prediction.groups]
+        (('norm', ''), {'norm': ('head',)}, [('norm, head', ('norm.w', 'head.w')), ('', ('emb.w', 'layer.w'))])
     """
     config = schedule.fsdp2
     if config is None:
@@ -111,6 +122,7 @@ def fsdp2_analysis(schedule: ir.Schedule, graph: ModelGraph) -> FSDP2Analysis | 
     entry_of: dict[str, ir.ShardEntry] = {}
     unmatched: list[ir.ShardEntry] = []
     containers: list[tuple[ir.ShardEntry, str]] = []
+    members: dict[str, tuple[str, ...]] = {}
     for entry in config.plan:
         hits = _modules(entry.selector, graph)
         if not hits:
@@ -119,11 +131,32 @@ def fsdp2_analysis(schedule: ir.Schedule, graph: ModelGraph) -> FSDP2Analysis | 
             if any(graph.is_instance(m, c) for c in CONTAINERS):
                 containers.append((entry, m))
                 continue
+            if entry.members and m in order:  # already placed: the group is not formed there
+                continue
             order.setdefault(m, None)
             entry_of[m] = entry
+            if entry.members:
+                members[m] = _members(entry, m, order, graph, unmatched)
+                entry_of.update(dict.fromkeys(members[m], entry))
     plan = tuple(order)
-    return FSDP2Analysis(plan=plan, entry_of=entry_of, prediction=predict2(graph, plan, graph.user_fully_shard),
-                         unmatched=tuple(unmatched), containers=tuple(containers))
+    return FSDP2Analysis(plan=plan, entry_of=entry_of,
+                         prediction=predict2(graph, plan, graph.user_fully_shard, members),
+                         unmatched=tuple(unmatched), containers=tuple(containers), members=members)
+
+
+def _members(entry: ir.ShardEntry, first: str, order: dict[str, None], graph: ModelGraph,
+             unmatched: list[ir.ShardEntry]) -> tuple[str, ...]:
+    """The further modules of a grouped entry whose first module is `first`: each member's
+    modules not placed by an earlier entry (a member naming nothing is reported as an entry)."""
+    out: dict[str, None] = {}
+    for sel in entry.members:
+        hits = _modules(sel, graph)
+        if not hits:
+            unmatched.append(ir.ShardEntry(selector=sel, kwargs=entry.kwargs, span=entry.span))
+        for m in hits:
+            if m != first and m not in order:
+                out.setdefault(m, None)
+    return tuple(out)
 
 
 def compare_units(predicted: dict[str, list[str]], real: dict[str, list[str]]) -> list[str]:

@@ -22,7 +22,7 @@ The rules (torch 2.13 `fully_shard`, FTS 2.14 `_apply_fsdp_plan`; verified diffe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ftsc.model.graph import ModelGraph, parent_of, within
@@ -33,8 +33,8 @@ from ftsc.shard.objects import ModuleObjects
 class Group:
     """One `fully_shard` call: the modules it was applied to and the parameters it manages."""
 
-    name: str  # the module FQN (list-form calls: names joined with ", ")
-    modules: tuple[str, ...]
+    name: str  # the module FQN (list-form calls: torch's name, the roots in `named_modules()` order joined by ", ")
+    modules: tuple[str, ...]  # as called (a plan group: its entry's module first)
     params: tuple[str, ...]
     source: str = "plan"  # "plan" | "user"
 
@@ -67,15 +67,22 @@ class Prediction2:
         return None
 
 
-def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequence[str]] = ()) -> Prediction2:
-    """Predict the groups `fully_shard` builds for the user's calls, then the plan.
+def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequence[str]] = (),
+             members: Mapping[str, Sequence[str]] | None = None) -> Prediction2:
+    """Predict the groups `fully_shard` builds for the user's calls, then the plan. `members`
+    makes a plan module's call a list-form one, `fully_shard([module, *members[module]])`; a
+    member already managed is left out of it (skipped, as a plan entry would be).
 
     Example:
         >>> g = ModelGraph.from_names(["layers.0.w", "layers.1.w", "head.w"])
         >>> p = predict2(g, ["layers.0", "layers.1"])
         >>> [(x.name, x.params) for x in p.groups], p.unsharded
         ([('layers.0', ('layers.0.w',)), ('layers.1', ('layers.1.w',))], ('head.w',))
+        >>> p = predict2(g, ["head", ""], members={"head": ["layers.1"]})
+        >>> [(x.name, x.params) for x in p.groups]
+        [('layers.1, head', ('head.w', 'layers.1.w')), ('', ('layers.0.w',))]
     """
+    members = members or {}
     objs = ModuleObjects(graph)
     state_roots: set[str] = set()  # modules carrying fully_shard state
     managed: dict[str, str] = {}  # module -> group that manages it
@@ -86,8 +93,8 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
     failed: list[tuple[str, str]] = []
 
     def apply(modules: Sequence[str], source: str) -> None:
-        roots = [graph.module_aliases.get(m, m) for m in modules]
-        name = ", ".join(modules)
+        roots = _root_modules(objs, [graph.module_aliases.get(m, m) for m in modules])
+        name = _group_name(graph, roots)
         order = _managed_order(objs, roots, state_roots)
         params: dict[str, None] = {}  # an ordered set
         for m in order:
@@ -117,7 +124,14 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
         if holder is not None:
             skipped.append(Skipped(module=module, by=holder))
             continue
-        apply([module], "plan")
+        call = [module]
+        for other in members.get(module, ()):
+            holder = _managing(graph.module_aliases.get(other, other), managed)
+            if holder is not None:
+                skipped.append(Skipped(module=other, by=holder))
+            else:
+                call.append(other)
+        apply(call, "plan")
     unsharded = tuple(p for p in graph.params if p not in dtensor or objs.reg_paths[p][0][1] not in dtensor[p])
     multi = {p: tuple(gs) for p, gs in owners.items() if len(gs) > 1}
     root_of = _lazy_init_roots(groups)
@@ -130,6 +144,36 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
             untied[p] = tuple(plain)
     return Prediction2(groups=tuple(groups), unsharded=unsharded, skipped=tuple(skipped), multi=multi,
                        multi_raises=multi_raises, untied=untied, failed=tuple(failed))
+
+
+def _root_modules(objs: ModuleObjects, modules: Sequence[str]) -> list[str]:
+    """The listed modules no other listed module contains, in list order (torch's
+    `_get_root_modules`: state goes on these, and the managed-module walk starts from them).
+
+    Example:
+        >>> objs = ModuleObjects(ModelGraph.from_names(["a.b.w", "c.w"]))
+        >>> _root_modules(objs, ["a.b", "c", "a", "c"])
+        ['c', 'a']
+    """
+    unique = list(dict.fromkeys(modules))
+    if len(unique) == 1:
+        return unique
+    inside = {m: set(objs.subtree(m)) for m in unique}
+    return [m for m in unique if not any(o != m and m in inside[o] for o in unique)]
+
+
+def _group_name(graph: ModelGraph, roots: Sequence[str]) -> str:
+    """What torch calls a group (`FSDPParamGroup._module_fqn`): its modules' names in the root's
+    `named_modules()` order, joined by ", " (one module: its FQN).
+
+    Example:
+        >>> _group_name(ModelGraph.from_names(["a.w", "b.w"]), ["b", "a"])
+        'a, b'
+    """
+    if len(roots) == 1:
+        return roots[0]
+    position = {m: i for i, m in enumerate(graph.modules)}
+    return ", ".join(sorted(roots, key=lambda m: position.get(m, len(position))))
 
 
 def _managed_order(objs: ModuleObjects, roots: Sequence[str], state_roots: set[str]) -> list[str]:

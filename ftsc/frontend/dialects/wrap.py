@@ -4,7 +4,8 @@ Input: the FSDP keys of a dialect config, already normalized to accelerate's nam
 `fsdp_` prefix (`version`, `auto_wrap_policy`, `transformer_layer_cls_to_wrap`, `min_num_params`,
 `use_orig_params`, `reshard_after_forward`, `offload_params`), and the model graph (or None).
 Output: an `ir.FSDPConfig` (FSDP1: class or size policy, which `ftsc.shard` predicts) or an
-`ir.FSDP2Config` (the modules accelerate's policy selects, bottom-up, each its own `fully_shard`),
+`ir.FSDP2Config` (the modules accelerate's policy selects, bottom-up, each its own `fully_shard`;
+the tail one grouped entry),
 plus diagnostics. Semantics read from accelerate 16cb6eb (`utils/dataclasses.py`
 `set_auto_wrap_policy`, `get_module_class_from_name`; `utils/fsdp_utils.py`
 `fsdp2_prepare_auto_wrap_policy`, `fsdp2_prepare_model`). Never imports torch.
@@ -170,26 +171,27 @@ def _fsdp2(keys: FSDPKeys, graph: ModelGraph | None, policy: str, classes: list[
 
 def _carve_out(graph: ModelGraph, wrapped: set[str], kwargs: list[ir.Setting]) -> list[ir.ShardEntry]:
     """What accelerate's `fsdp2_prepare_model` shards after the policy: the input embedding (when
-    not tied to the head), then the tail `[final norm, head]` with `reshard_after_forward=False`
-    (one `fully_shard` call there; here one entry each: the plan has no grouped entries), then the
-    root without `reshard_after_forward`. Modules already sharded are skipped, as accelerate skips
-    `FSDPModule`s. Model facts from the manifest's `hf` entry (absent: root only)."""
+    not tied to the head), then the tail in ONE list-form call with `reshard_after_forward=False`
+    (`[final norm, head]`, or `[final norm, input embedding, head]` when tied: one group holds the
+    tied weight), then the root without `reshard_after_forward`. Modules already sharded are
+    skipped, as accelerate skips `FSDPModule`s. Model facts from the manifest's `hf` entry
+    (absent: root only)."""
     hf = graph.manifest.extra.get("hf") or {}
     tied = bool(hf.get("tied_embeddings"))
     inp, out, norm = hf.get("input_embeddings"), hf.get("output_embeddings"), hf.get("final_norm")
     entries: list[ir.ShardEntry] = []
 
-    def entry(module: str, settings: list[ir.Setting]) -> None:
-        entries.append(ir.ShardEntry(selector=ir.Selector(kind=ir.SelectorKind.EXACT, pattern=module),
-                                     kwargs=tuple(settings) or None))
+    def exact(module: str) -> ir.Selector:
+        return ir.Selector(kind=ir.SelectorKind.EXACT, pattern=module)
 
     if not tied and inp and inp not in wrapped:
-        entry(inp, kwargs)
+        entries.append(ir.ShardEntry(selector=exact(inp), kwargs=tuple(kwargs) or None))
     tail_kwargs = [s for s in kwargs if s.name != "reshard_after_forward"]
     tail_kwargs.append(ir.Setting(name="reshard_after_forward", value=ir.scalar(False)))
-    for module in (norm, inp if tied else out):
-        if module and module not in wrapped:
-            entry(module, tail_kwargs)
+    tail = [m for m in dict.fromkeys((norm, inp, out) if tied else (norm, out)) if m and m not in wrapped]
+    if tail:
+        entries.append(ir.ShardEntry(selector=exact(tail[0]), kwargs=tuple(tail_kwargs),
+                                     members=tuple(exact(m) for m in tail[1:])))
     if "" not in wrapped:  # torch resolves the root's `reshard_after_forward=None` to False
-        entry("", tail_kwargs)
+        entries.append(ir.ShardEntry(selector=exact(""), kwargs=tuple(tail_kwargs)))
     return entries
