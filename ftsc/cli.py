@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (advisory hooks)")
     check.add_argument("--fix", action="store_true",
                        help="apply fix suggestions (FSDP wrap overrides) to the file configuring FSDP")
-    check.add_argument("--isolated", action="store_true", help="ignore configuration files ([tool.ftsc])")
+    _isolated_arg(check)
     check.add_argument("--skip-unrecognized", action="store_true",
                        help="skip YAML files that are neither a schedule nor a LightningCLI config without "
                             "the one-line note (the pre-commit hook passes it)")
@@ -139,15 +139,17 @@ def _parser() -> argparse.ArgumentParser:
     _strategy_args(comp)
     comp.add_argument("--format", choices=("json",), default="json")
     comp.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
-    comp.add_argument("--isolated", action="store_true", help="ignore configuration files ([tool.ftsc])")
+    _isolated_arg(comp)
     _dialect_arg(comp)
 
     man = sub.add_parser("manifest", help="write a model's manifest (module tree, parameters, ties)")
     _model_args(man, strategy=False, cache=True)
+    _isolated_arg(man)
     man.add_argument("-o", "--output", metavar="M", help="write here instead of stdout")
 
     init = sub.add_parser("init", help="write a default schedule for a model")
     _model_args(init, cache=True)
+    _isolated_arg(init)
     init.add_argument("--style", choices=("fts", "module", "unit"), default=None,
                       help="fts: FinetuningScheduler's default (two parameters per phase); "
                            "module: one module per phase, never split; unit: one FSDP unit / fully_shard "
@@ -219,6 +221,10 @@ class _Graphs:
         return self.cache[key]
 
 
+def _isolated_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--isolated", action="store_true", help="ignore configuration files ([tool.ftsc])")
+
+
 def _cache_folder(args: argparse.Namespace, settings: Settings | None = None) -> Path | None:
     """The `--model` structure cache folder (`[tool.ftsc] cache-dir`, else `.ftsc_cache` at the
     project root); None with `--no-cache`."""
@@ -226,7 +232,7 @@ def _cache_folder(args: argparse.Namespace, settings: Settings | None = None) ->
         return None
     from ftsc.model.cache import default_folder
 
-    return default_folder((settings or load_settings()).cache_dir)
+    return default_folder((settings or load_settings(isolated=getattr(args, "isolated", False))).cache_dir)
 
 
 def _load_config(path: str | None) -> Loaded | None:
@@ -450,7 +456,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if diags:
         sys.stderr.write(RENDERERS["text"](diags))
         if any(d.severity is Severity.ERROR for d in diags):
-            sys.stderr.write(f"{args.input}: not converted: FTS YAML cannot express the above\n")
+            sys.stderr.write(f"{args.input}: not converted: {'the DSL' if args.to == 'ftsc' else 'FTS YAML'} "
+                             "cannot express the above\n")
             return EXIT_FINDINGS
     _write(text, args.output)
     return EXIT_OK
@@ -525,7 +532,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "explain":
             from ftsc.explain.command import run as run_explain
 
-            return run_explain(args, load_settings())
+            return run_explain(args, load_settings(isolated=args.isolated))
         return _cmd_rule(args)
     except (UsageError, ConfigError, ReadError, ModelError) as err:
         sys.stderr.write(f"ftsc: error: {err}\n")

@@ -8,6 +8,7 @@ Each section starts with the reproducer of the reported problem, then the proper
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 import stat
@@ -681,3 +682,19 @@ def test_security_md_names_what_runs() -> None:
     text = (REPO / "SECURITY.md").read_text(encoding="utf-8")
     for needle in ("--model", "[tool.ftsc]", "--isolated", ".git", "pickle", "ft_schedule", "class_path"):
         assert needle in text, needle
+
+
+def test_isolated_explain_ignores_the_configured_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`explain --isolated` reads no `[tool.ftsc]`: the manifest the configuration names is not used."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "explain"
+    (tmp_path / ".git").mkdir()
+    _write(tmp_path / "m.json", (example / "manifest.json").read_text())
+    _write(tmp_path / "s.ftsc", (example / "schedule.ftsc").read_text())
+    _write(tmp_path / "pyproject.toml", '[tool.ftsc]\nmanifest = "m.json"\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "s.ftsc", "--format", "json"]) == 0
+    units = json.loads(capsys.readouterr().out)["units"]
+    assert units
+    assert main(["explain", "s.ftsc", "--isolated", "--format", "json"]) == 2
+    assert "model" in capsys.readouterr().err

@@ -78,9 +78,10 @@ def add_parser(sub: Any, model_args: Any) -> None:
     p = sub.add_parser("explain", help="phases x FSDP units: what trains and the memory per rank of each phase")
     p.add_argument("file", metavar="FILE", nargs="?")
     model_args(p, cache=True)
-    from ftsc.cli import _dialect_arg
+    from ftsc.cli import _dialect_arg, _isolated_arg
 
     _dialect_arg(p)
+    _isolated_arg(p)
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     p.add_argument("--world-size", type=int, metavar="N", help="ranks (default: from the config, else 1)")
     p.add_argument("--optimizer", choices=("adamw", "adam", "sgd", "sgd-momentum"),
