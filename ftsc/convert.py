@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ftsc import ir
-from ftsc.diagnostics import Diagnostic
+from ftsc.diagnostics import Diagnostic, make
 from ftsc.emit_yaml import to_fts_yaml
 from ftsc.fmt import format_schedule
 from ftsc.regexes import fts_as_fullmatch, quantified_dots, unescaped_separator_dots
@@ -67,6 +67,8 @@ def convert(schedule: ir.Schedule, to: str, *, source: SourceFile | None = None,
     Raises:
         ValueError: for an unknown target format.
     """
+    if to in ("ftsc", "fts-yaml") and (grouped := _grouped_entries(schedule, to, source)):
+        return "", grouped
     same_format = source is not None and source.path.endswith(".ftsc") == (to == "ftsc")
     carried = _carried_suppressions(source) if source is not None and not same_format else ""
     if to == "ftsc":
@@ -86,3 +88,20 @@ def _carried_suppressions(source: SourceFile) -> str:
         return ""
     return (f"# Suppressions carried over from {source.display_path} (narrow them to their lines):\n"
             f"# ftsc: ignore-file[{', '.join(codes)}]\n")
+
+
+def _grouped_entries(schedule: ir.Schedule, to: str, source: SourceFile | None) -> list[Diagnostic]:
+    """FTS501 for each `fsdp2` plan entry that groups modules in one list-form `fully_shard`
+    call (accelerate's tail, imported from a dialect): neither the DSL's `shard` nor FTS's
+    `fsdp_plan` writes one, and one entry per module would shard them as separate groups."""
+    if schedule.fsdp2 is None:
+        return []
+    target = "the DSL's `shard`" if to == "ftsc" else "FTS's `fsdp_plan`"
+    out = []
+    for e in schedule.fsdp2.plan:
+        if e.members:
+            names = ", ".join(m.pattern or '""' for m in (e.selector, *e.members))
+            out.append(make("FTS501", source, e.span if e.span.end else None, label="grouped fully_shard call",
+                            detail=f"the `fsdp2` plan shards [{names}] in one `fully_shard` call; {target} "
+                                   "shards one module per entry, which would make them separate groups"))
+    return out

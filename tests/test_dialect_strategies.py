@@ -190,13 +190,19 @@ def test_hf_plan_matches_transformers(factory):
     # The attributes `_resolve_parallel_plans` reads (a DistributedConfig needs a process group).
     cfg = SimpleNamespace(tp_plan=None, ep_plan=None, fsdp_plan=None, tp_size=1, ep_size=1, dp_size=2,
                           _validate_resolved_ep_plan=lambda plan: None)
+    from transformers.distributed.fsdp import is_norm_and_head_pair
+
     _, _, plan = model._resolve_parallel_plans(cfg)
     free = [m for m, s in plan.items() if s == "free_full_weight"]
     keep = [m for m, s in plan.items() if s == "keep_full_weight"]
+    # `apply_fully_sharded_data_parallelism`: a final norm + head pair is one list-form call
+    grouped = is_norm_and_head_pair([(m, model.get_submodule(m)) for m in keep], model)
+    want = [((m,), True) for m in free] + ([(tuple(keep), False)] if grouped else [((m,), False) for m in keep])
     got = load_strategy("hf", ModelGraph(extract(model, factory)))
     entries = got.loaded.schedule.fsdp2.plan
-    assert [e.selector.pattern for e in entries] == [*free, *keep, ""]
-    assert [e.kwargs[0].value.py() for e in entries] == [True] * len(free) + [False] * len(keep) + [False]
+    assert [((e.selector.pattern, *(m.pattern for m in e.members)), e.kwargs[0].value.py()) for e in entries] == [
+        *want, (("",), False)]
+    assert grouped is (factory in ("llama", "llama_tied"))  # both Llamas exercise the pair
 
 
 # ---- the command line -------------------------------------------------------------------------

@@ -192,6 +192,13 @@ class FSDP2Sharding(Sharding):
 
         analysis = fsdp2_analysis(self.schedule, self.graph)
         assert analysis is not None
+        grouped = [(m, rest) for m, rest in analysis.members.items() if rest]
+        if grouped:  # only dialect imports make them, and those are checked, never run
+            m, rest = grouped[0]
+            names = ", ".join(n or '""' for n in (m, *rest))
+            raise MisconfigurationException(
+                f"the fsdp2 plan shards [{names}] in one list-form fully_shard call; ftsc's runtime applies one "
+                "module per plan entry and does not apply grouped entries")
         defaults_setting = self.schedule.fsdp2.setting("fsdp_default_kwargs")
         defaults = dict(defaults_setting.value.py()) if defaults_setting else {}
         self.plan2 = [(m, {**defaults, **{s.name: s.value.py() for s in analysis.entry_of[m].kwargs or ()}})

@@ -94,7 +94,7 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
 
     def apply(modules: Sequence[str], source: str) -> None:
         roots = _root_modules(objs, [graph.module_aliases.get(m, m) for m in modules])
-        name = _group_name(graph, roots)
+        name = modules[0] if len(modules) == 1 else _group_name(graph, roots)  # one module: as called
         order = _managed_order(objs, roots, state_roots)
         params: dict[str, None] = {}  # an ordered set
         for m in order:

@@ -8,8 +8,9 @@ transformers 5.24 `distributed/mixin.py` `_resolve_parallel_plans` and `distribu
 that name nothing are warned about and dropped; with tied embeddings the embedding's rule is
 dropped and a `keep_full_weight` head rule moves to the embedding; `*` stands for a layer number
 (a `.N` segment); rules apply deepest module first; `free_full_weight` modules are sharded with
-`reshard_after_forward=True`, then `keep_full_weight` ones with False (a final-norm + embedding
-pair is one call in transformers, two entries here), then the root. Never imports torch.
+`reshard_after_forward=True`, then `keep_full_weight` ones with False (exactly a final norm, a
+module named `norm` or `*.norm`, and an embedding or the head: one grouped entry, as transformers
+makes them one list-form call), then the root. Never imports torch.
 
 Example:
     >>> wildcard("model.layers.12.mlp"), wildcard("w1")
@@ -67,11 +68,18 @@ def read(source: SourceFile, graph: ModelGraph) -> StrategySource:
     ordered = sorted(expanded.items(), key=lambda item: item[0].count("."), reverse=True)
     free = [m for m, s in ordered if s == "free_full_weight"]
     keep = [m for m, s in ordered if s == "keep_full_weight"]
-    entries = [_entry(m, True) for m in free] + [_entry(m, False) for m in keep] + [_entry("", False)]
+    heads = {graph.module_aliases.get(m, m) for m in (embed, head) if m is not None}
+    pair = (len(keep) == 2 and any(m == "norm" or m.endswith(".norm") for m in keep)
+            and any(graph.module_aliases.get(m, m) in heads for m in keep))
+    tail = [_entry(keep[0], False, keep[1:])] if pair else [_entry(m, False) for m in keep]
+    entries = [_entry(m, True) for m in free] + tail + [_entry("", False)]
     out.fsdp2 = ir.FSDP2Config(plan=tuple(entries))
     return out
 
 
-def _entry(module: str, reshard: bool) -> ir.ShardEntry:
-    return ir.ShardEntry(selector=ir.Selector(kind=ir.SelectorKind.EXACT, pattern=module),
+def _entry(module: str, reshard: bool, members: list[str] | tuple[str, ...] = ()) -> ir.ShardEntry:
+    def exact(m: str) -> ir.Selector:
+        return ir.Selector(kind=ir.SelectorKind.EXACT, pattern=m)
+
+    return ir.ShardEntry(selector=exact(module), members=tuple(exact(m) for m in members),
                          kwargs=(ir.Setting(name="reshard_after_forward", value=ir.scalar(reshard)),))

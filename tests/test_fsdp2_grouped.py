@@ -1,0 +1,141 @@
+"""Differential test: grouped `fully_shard` calls (one call over a list of modules) against torch.
+
+accelerate's `fsdp2_prepare_model` (accelerate 1.16) shards the tail `[final norm, head]` (tied:
+`[final norm, input embedding, head]`) in ONE list-form `fully_shard` call: one FSDPParamGroup
+over the parameters of every listed module. transformers' own plan
+(`apply_fully_sharded_data_parallelism`, 5.24) groups a final norm + head pair the same way.
+ftsc plans such a call as one grouped plan entry (`ir.ShardEntry.members`).
+
+Oracle: accelerate's own `fsdp2_prepare_model` runs with torch's real `fully_shard` (a 2-rank CPU
+mesh on the fake process group) on a small transformers Llama, tied and untied; torch's lazy
+init then names each parameter group (`FSDPParamGroup._module_fqn`) and its parameters
+(`FSDPParam._param_fqn`), and validates that no parameter is managed by two groups. ftsc
+imports the same accelerate config (`--strategy-config`) and predicts the groups; they must be
+equal, names included. `ftsc check` on the tied model must then draw no FTS404.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("accelerate")
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from ftsc.frontend.strategy import load_strategy
+from ftsc.model.build import extract
+from ftsc.model.graph import ModelGraph
+from ftsc.shard import fsdp2_analysis
+from tests import models
+from tests.fsdp_oracle import ensure_process_group
+from tests.test_dialect_strategies import _accelerate_plugin
+
+pytestmark = [pytest.mark.torch]
+
+CONFIGS = {
+    "cls": "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n",
+    "cls_no_reshard": "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n  fsdp_reshard_after_forward: false\n",
+    "nowrap": "  fsdp_auto_wrap_policy: NO_WRAP\n",
+}
+# No SIZE_BASED_WRAP case: on this Llama every threshold that selects a module selects the layers'
+# ModuleList (torch refuses it: FTS405) or the base model, whose final norm accelerate then hands
+# to the tail call again (torch fails re-sharding its DTensor; ftsc skips it, see accelerate.md).
+
+
+def _config(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_processes: 2\n"
+                    f"fsdp_config:\n  fsdp_version: 2\n{CONFIGS[name]}")
+    return path
+
+
+def torch_groups(model, plugin) -> tuple[dict[str, list[str]], list[str]]:
+    """accelerate prepares `model` with the real `fully_shard`; torch's names for every parameter
+    group and its parameters (after lazy init, which raises on a parameter in two groups), and
+    the parameters left plain."""
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+    from torch.distributed import fsdp
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor
+
+    ensure_process_group()
+    mesh = init_device_mesh("cpu", (2,))
+    real = fsdp.fully_shard
+
+    def on_cpu_mesh(module, **kwargs):
+        return real(module, **{**kwargs, "mesh": mesh})
+
+    accelerator = types.SimpleNamespace(state=types.SimpleNamespace(fsdp_plugin=plugin), torch_device_mesh=None,
+                                        mixed_precision="no", parallelism_config=None, is_main_process=True,
+                                        device=torch.device("cpu"))
+    fsdp.fully_shard = on_cpu_mesh
+    try:
+        fsdp2_prepare_model(accelerator, model)
+    finally:
+        fsdp.fully_shard = real
+    root = model._get_fsdp_state()
+    root._lazy_init()  # names the groups; raises if a parameter is in two groups
+    groups = {pg._module_fqn: [fp._param_fqn for fp in pg.fsdp_params]
+              for state in root._state_ctx.all_states for pg in state._fsdp_param_groups}
+    plain = [n for n, p in model.named_parameters() if not isinstance(p, DTensor)]
+    return groups, plain
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_groups_match_accelerate_on_torch(name, tied, tmp_path, monkeypatch):
+    factory = "llama_tied" if tied else "llama"
+    path = _config(tmp_path, name)
+    graph = ModelGraph(extract(getattr(models, factory)(), factory))
+    schedule = load_strategy(str(path), graph).loaded.schedule
+    analysis = fsdp2_analysis(schedule, graph)
+    assert analysis is not None
+    predicted = {g.name: list(g.params) for g in analysis.prediction.groups if g.params}
+
+    real, plain = torch_groups(getattr(models, factory)(), _accelerate_plugin(path, monkeypatch))
+    assert predicted == real  # names (torch's `_module_fqn`), parameters and their order
+    assert list(analysis.prediction.unsharded) == plain == []
+    assert not analysis.prediction.multi  # one group per parameter, as torch's lazy init checked
+    tail = "model.embed_tokens, model.norm, lm_head" if tied else "model.norm, lm_head"
+    assert tail in real
+
+
+def test_tied_tail_draws_no_fts404(tmp_path, capsys):
+    """The tied Llama: the tail group holds the embedding weight the head shares; no FTS404."""
+    from ftsc.cli import main
+
+    path = _config(tmp_path, "cls")
+    rc = main(["check", "--model", "tests.models:llama_tied", "--no-cache", "--strategy-config", str(path),
+               "--trainable", "model.layers.3.*", "--format", "json"])
+    codes = [d["code"] for d in json.loads(capsys.readouterr().out)["diagnostics"]]
+    assert "FTS404" not in codes and rc in (0, 1), codes
+
+
+def test_compile_lists_the_tail_as_one_unit(tmp_path, capsys):
+    """`compile` (SPEC 5.2): the grouped call is one unit, named as torch names its group."""
+    from ftsc.cli import main
+
+    path = _config(tmp_path, "cls")
+    assert main(["compile", "--model", "tests.models:llama_tied", "--no-cache", "--strategy-config", str(path),
+                 "--trainable", "model.layers.3.*"]) == 0
+    units = json.loads(capsys.readouterr().out)["sharding"]["units"]
+    assert {"name": "model.embed_tokens, model.norm, lm_head",
+            "params": ["model.norm.weight", "model.embed_tokens.weight"]} in units
+    assert [u["name"] for u in units][-1] == ""
+
+
+def test_runtime_refuses_a_grouped_entry(tmp_path):
+    """The Lightning runtime applies one module per entry: it refuses a grouped one at setup."""
+    pytest.importorskip("lightning")
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    from ftsc.lightning.strategies import FSDP2Sharding
+
+    graph = ModelGraph(extract(models.llama(), "llama"))
+    schedule = load_strategy(str(_config(tmp_path, "cls")), graph).loaded.schedule
+    with pytest.raises(MisconfigurationException, match=r"\[model\.norm, lm_head\] in one list-form"):
+        FSDP2Sharding(schedule, graph, None, "on").setup(None, None)  # type: ignore[arg-type]
