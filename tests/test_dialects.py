@@ -319,6 +319,18 @@ def test_convert_writes_the_trainable_set(fmt: str, tmp_path: Path, capsys: pyte
     assert "give --model" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("fmt", ["ftsc", "fts-yaml"])
+def test_convert_refuses_a_grouped_fsdp2_call(fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """accelerate's tail is one `fully_shard` call over three modules (tied Qwen): neither the DSL
+    nor FTS's `fsdp_plan` writes one, and one entry per module would shard three groups."""
+    path = DATA / "llama-factory" / "qwen_pure_bf16_fsdp2.yaml"
+    out = tmp_path / "out"
+    assert main(["convert", str(path), "--to", fmt, "--manifest", manifest("qwen2_4"), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "FTS501" in err and "[model.norm, model.embed_tokens, lm_head] in one `fully_shard` call" in err
+    assert not out.exists()
+
+
 def test_convert_without_a_model_keeps_axolotls_regexes(capsys: pytest.CaptureFixture[str]) -> None:
     """axolotl's patterns convert without a model, rewritten as axolotl reads them (`.` literal,
     anchored at the start only)."""
