@@ -139,3 +139,39 @@ def test_runtime_refuses_a_grouped_entry(tmp_path):
     schedule = load_strategy(str(_config(tmp_path, "cls")), graph).loaded.schedule
     with pytest.raises(MisconfigurationException, match=r"\[model\.norm, lm_head\] in one list-form"):
         FSDP2Sharding(schedule, graph, None, "on").setup(None, None)  # type: ignore[arg-type]
+
+
+def _torch_plan_groups(model, calls: list[list[str]]) -> dict[str, list[str]]:
+    """Each call `fully_shard([modules])` (one module: plain) on the CPU mesh; torch's group names
+    and parameters after lazy init of the last call's module (the root)."""
+    from torch.distributed import fsdp
+    from torch.distributed.device_mesh import init_device_mesh
+
+    ensure_process_group()
+    mesh = init_device_mesh("cpu", (2,))
+    for call in calls:
+        mods = [model.get_submodule(n) for n in call]
+        fsdp.fully_shard(mods if len(mods) > 1 else mods[0], mesh=mesh)
+    root = model._get_fsdp_state()
+    root._lazy_init()
+    return {pg._module_fqn: [fp._param_fqn for fp in pg.fsdp_params]
+            for state in root._state_ctx.all_states for pg in state._fsdp_param_groups}
+
+
+@pytest.mark.parametrize("group", [["2", "0.1", "0"], ["0.1", "2"], ["2", "0"], ["0", "0.1"]],
+                         ids=lambda g: "+".join(g))
+def test_list_call_roots_order_and_name_match_torch(group):
+    """A list naming a module inside another listed one (torch keeps the outer one), out of
+    `named_modules()` order (torch's name sorts them), as one grouped plan entry."""
+    from torch import nn
+
+    from ftsc.shard.fsdp2 import predict2
+
+    def build():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)), nn.ReLU(), nn.Linear(4, 2))
+
+    real = _torch_plan_groups(build(), [group, [""]])
+    pred = predict2(ModelGraph(extract(build(), "seq")), [group[0], ""], members={group[0]: group[1:]})
+    assert {g.name: list(g.params) for g in pred.groups if g.params} == real
+    assert not pred.unsharded and not pred.failed
