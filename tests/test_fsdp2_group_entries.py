@@ -9,8 +9,8 @@ from ftsc import ir
 from ftsc.analyze import prepare
 from ftsc.analyze.context import AnalysisContext
 from ftsc.analyze.rules import fts402_plan_key, fts403_plan_order
-from ftsc.model.graph import ModelGraph
 from ftsc.frontend import InputKind
+from ftsc.model.graph import ModelGraph
 from ftsc.shard import fsdp2_analysis
 from ftsc.source import SourceFile
 
