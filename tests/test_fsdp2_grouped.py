@@ -175,3 +175,56 @@ def test_list_call_roots_order_and_name_match_torch(group):
     pred = predict2(ModelGraph(extract(build(), "seq")), [group[0], ""], members={group[0]: group[1:]})
     assert {g.name: list(g.params) for g in pred.groups if g.params} == real
     assert not pred.unsharded and not pred.failed
+
+
+def _hf_plan_on_torch(factory: str):
+    """transformers' own plan applied by its `apply_fully_sharded_data_parallelism` with the real
+    `fully_shard` on the CPU mesh; the root's FSDP state (not yet lazily initialised)."""
+    from types import SimpleNamespace
+
+    from torch.distributed.device_mesh import init_device_mesh
+
+    model = getattr(models, factory)()
+    if not hasattr(model, "_resolve_parallel_plans"):
+        pytest.skip("this transformers has no FSDP plans (they arrived in the 5.x line; read from 5.24)")
+    from transformers.distributed.fsdp import apply_fully_sharded_data_parallelism
+
+    cfg = SimpleNamespace(tp_plan=None, ep_plan=None, fsdp_plan=None, tp_size=1, ep_size=1, dp_size=2,
+                          _validate_resolved_ep_plan=lambda plan: None)
+    _, _, plan = model._resolve_parallel_plans(cfg)
+    ensure_process_group()
+    mesh = init_device_mesh("cpu", (2,))
+    apply_fully_sharded_data_parallelism(model, SimpleNamespace(get_mesh=lambda *_: mesh), plan, {})
+    return model._get_fsdp_state()
+
+
+def _hf_prediction(factory: str):
+    graph = ModelGraph(extract(getattr(models, factory)(), factory))
+    analysis = fsdp2_analysis(load_strategy("hf", graph).loaded.schedule, graph)
+    assert analysis is not None
+    return analysis.prediction
+
+
+def test_hf_plan_groups_match_transformers_on_torch():
+    """Untied Llama: transformers shards its final norm + head pair in one list-form call; the
+    groups and torch's names for them are ftsc's (`--strategy-config hf`)."""
+    root = _hf_plan_on_torch("llama")
+    root._lazy_init()
+    real = {pg._module_fqn: [fp._param_fqn for fp in pg.fsdp_params]
+            for state in root._state_ctx.all_states for pg in state._fsdp_param_groups}
+    pred = _hf_prediction("llama")
+    assert {g.name: list(g.params) for g in pred.groups if g.params} == real
+    assert real["model.norm, lm_head"] == ["model.norm.weight", "lm_head.weight"]
+
+
+def test_hf_plan_on_a_tied_llama_splits_the_tie():
+    """Tied Llama: transformers folds the head's rule into the embedding and groups
+    `[model.norm, model.embed_tokens]`, but the head module, left to the root, reaches the same
+    weight: torch 2.13 raises at the first forward (lazy init). ftsc predicts exactly that tie
+    (FTS404, raising), between the pair's group and the root."""
+    root = _hf_plan_on_torch("llama_tied")
+    with pytest.raises(ValueError, match="'model.embed_tokens.weight' is shared with a parameter already managed"):
+        root._lazy_init()
+    pred = _hf_prediction("llama_tied")
+    assert pred.multi == {"model.embed_tokens.weight": ("model.embed_tokens, model.norm", "")}
+    assert pred.multi_raises == {"model.embed_tokens.weight": True}
