@@ -4,6 +4,7 @@ here), and the wiring through `check`, `compile`, `explain` and `convert`."""
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import re
 import shutil
@@ -214,6 +215,27 @@ def test_axolotl_surprises_are_fts205() -> None:
     diags = run_check(loaded, graph).diagnostics
     assert [d.code for d in diags if d.code in ("FTS202", "FTS205")] == ["FTS202", "FTS205"]
     assert "literal dot" in next(d.message for d in diags if d.code == "FTS205")
+
+
+def test_hostile_unfrozen_parameters_are_matched_in_bounded_time(tmp_path: Path) -> None:
+    """axolotl matches `unfrozen_parameters` with Python's `re`, which backtracks for exponential time
+    on `(a|aa)+$` against a long run of `a`: ftsc matches it in bounded time and reports FTS106
+    (axolotl itself would hang); the result equals Python's on a name short enough for Python."""
+    names = {"a" * 3000 + "b": (2,), "aaaa": (2,), "model.w": (2,)}
+    graph = ModelGraph.from_names(names)
+    (tmp_path / "m.json").write_text(graph.manifest.dumps())
+    config = tmp_path / "axo.yaml"
+    config.write_text("base_model: x\nsequence_len: 8\nunfrozen_parameters:\n  - (a|aa)+$\n")
+    loaded = load_file(str(config))
+    faulthandler.dump_traceback_later(60, exit=True)  # a hang detector, far above a loaded machine's normal
+    try:
+        out, g = import_dialect(loaded, graph)
+        diags = run_check(out, g).diagnostics
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert "FTS106" in [d.code for d in diags]
+    short = [n for n in names if len(n) < 100]  # Python's `re` itself would hang on the long name
+    assert [s.pattern for s in out.schedule.phases[0].selectors] == [n for n in short if re.match("(a|aa)+$", n)]
 
 
 def test_size_wrap_selecting_a_module_list_is_fts405_at_launch() -> None:

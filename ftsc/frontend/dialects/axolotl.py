@@ -13,12 +13,14 @@ import re
 from typing import Any
 
 from ftsc import ir
+from ftsc.backtracking import exponential_backtracking
 from ftsc.diagnostics import Diagnostic, Severity, make
 from ftsc.frontend.dialects.common import Imported, exact_phase, key_span
 from ftsc.frontend.dialects.wrap import FSDPKeys, sharding
 from ftsc.frontend.yaml_nodes import YNode
+from ftsc.matching import UnsupportedPattern, match_names
 from ftsc.model.graph import ModelGraph
-from ftsc.source import SourceFile
+from ftsc.source import SourceFile, Span
 
 NAME = "axolotl"
 # Path components `freeze_mm_modules` freezes (any component equal to one of these).
@@ -103,7 +105,7 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
     """Import an axolotl config (see the module docstring)."""
     diags: list[Diagnostic] = []
     node = root.get("unfrozen_parameters")
-    compiled: list[tuple[YNode, str, re.Pattern[str], tuple[int, int | None] | None]] = []
+    compiled: list[tuple[YNode, str, str, tuple[int, int | None] | None]] = []  # node, base, rewritten, rows
     for p in _patterns(node):
         if not isinstance(p.value, str):
             diags.append(make("FTS102", source, p.span, detail="`unfrozen_parameters` entries must be strings",
@@ -111,11 +113,20 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
             continue
         try:
             base, rows = split_pattern(p.value)
-            compiled.append((p, base, re.compile(rewrite(base)), rows))
+            rx = rewrite(base)
+            re.compile(rx)  # compiling never backtracks; matching goes through ftsc.matching (bounded)
         except ValueError as err:
             diags.append(make("FTS102", source, p.span, detail=str(err), label="invalid range"))
+            continue
         except re.error as err:
             diags.append(make("FTS101", source, p.span, detail=str(err), label="invalid regex"))
+            continue
+        compiled.append((p, base, rx, rows))
+        if exponential_backtracking(rx):
+            diags.append(make("FTS106", source, p.span, detail=f"`{p.value}` can make Python's `re` backtrack for "
+                              "exponential time (axolotl matches it with `re.match`)",
+                              label="nested or overlapping repetition",
+                              help="repeat each piece only once, so that every part of a name matches one way"))
     mm = root.get("freeze_mm_modules")
     freeze_mm = bool(mm is not None and mm.value)
     keys = _fsdp_keys(root)
@@ -123,18 +134,21 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
     if keys is not None:
         fsdp, fsdp2 = sharding(keys, graph, source, diags)
     if graph is None:
-        selectors = tuple(ir.Selector(kind=ir.SelectorKind.REGEX, pattern=f"(?:{rewrite(base)}).*", span=p.span)
-                          for p, base, _, _ in compiled)
+        selectors = tuple(ir.Selector(kind=ir.SelectorKind.REGEX, pattern=f"(?:{rx}).*", span=p.span)
+                          for p, _, rx, _ in compiled)
         phases = (ir.Phase(index=0, selectors=selectors, span=node.span if node else root.span),) \
             if compiled and not freeze_mm else ()
         return Imported(ir.Schedule(phases=phases, fsdp=fsdp, fsdp2=fsdp2, span=root.span), diags, None)
     names = graph.params
-    if compiled or (node is not None and node.value):
-        trainable = {n for n in names if any(rx.match(n) for _, _, rx, _ in compiled)}
-    else:
-        trainable = {n for n in names if graph.param_entries[n].requires_grad}
+    span_of: dict[str, Span] = {}  # each trainable name -> the first entry that unfreezes it
     for p, base, rx, rows in compiled:
-        hits = [n for n in names if rx.match(n)]
+        try:
+            hits = match_names(rx, list(names))
+        except UnsupportedPattern as err:
+            diags.append(make("FTS101", source, p.span, detail=str(err), label="not matched in bounded time"))
+            continue
+        for n in hits:
+            span_of.setdefault(n, p.span)
         if not hits:
             diags.append(make("FTS202", source, p.span, pattern=p.value, severity=Severity.WARNING,
                               label="unfreezes nothing"))
@@ -142,11 +156,14 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
         if rows is not None:
             for n in hits:
                 _check_rows(source, p, n, rows, graph, diags)
+    if compiled or (node is not None and node.value):
+        trainable = set(span_of)
+    else:
+        trainable = {n for n in names if graph.param_entries[n].requires_grad}
     if freeze_mm:
         trainable = {n for n in trainable if not MM_COMPONENTS & set(n.split("."))}
     span = node.span if node is not None else (mm.span if mm is not None else root.span)
-    spans = {n: next(p.span for p, _, rx, _ in compiled if rx.match(n)) for n in trainable
-             if any(rx.match(n) for _, _, rx, _ in compiled)}
+    spans = {n: span_of[n] for n in trainable if n in span_of}
     phase = exact_phase([n for n in names if n in trainable], span, spans)
     return Imported(ir.Schedule(phases=(phase,), fsdp=fsdp, fsdp2=fsdp2, span=root.span), diags, graph)
 
@@ -156,10 +173,9 @@ def _surprise(source: SourceFile, p: YNode, base: str, hits: list[str], names: t
     """FTS205 when axolotl's `.` rewriting changes what the pattern selects (`.*` reads as
     "any number of dots"), or an unanchored index catches sibling layers (`layers.1` -> `layers.1x`)."""
     try:
-        plain = re.compile(base)
-    except re.error:
+        as_regex = match_names(base, list(names))
+    except (re.error, UnsupportedPattern):
         return
-    as_regex = [n for n in names if plain.match(n)]
     if as_regex != hits:
         lost = sorted(set(as_regex) - set(hits))
         detail = (f"axolotl reads `.` as a literal dot: `{p.value}` unfreezes {len(hits)} parameters, "
