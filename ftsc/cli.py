@@ -163,11 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     fmt.add_argument("--diff", action="store_true", help="print a diff instead of writing")
 
     conv = sub.add_parser("convert", help="convert between .ftsc and FTS YAML")
-    conv.add_argument("input", metavar="IN")
+    conv.add_argument("input", metavar="IN", nargs="?")
     conv.add_argument("--to", required=True, choices=("ftsc", "fts-yaml"))
     conv.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
     _dialect_arg(conv)
-    _model_args(conv, strategy=False)
+    _model_args(conv, strategy=False, cache=True)
+    _strategy_args(conv)
 
     from ftsc.explain.command import add_parser as add_explain
 
@@ -417,13 +418,19 @@ def _cmd_fmt(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    if args.output and _same_file(args.input, args.output):
+    if args.output and args.input and _same_file(args.input, args.output):
         raise UsageError(f"`-o {args.output}` is the input file; converting in place would replace it "
                          "(and drop its comments): write to another file")
-    loaded = load_file(args.input, args.dialect)
     if args.model_kwargs and not args.model:
         raise UsageError("--model-kwargs needs --model")
-    if args.model or args.manifest:
+    name = args.input or "the --trainable schedule"
+    if args.strategy_config or args.trainable:
+        loaded = _strategy_input(args)
+    elif not args.input:
+        raise UsageError("convert needs IN (or --trainable PATTERN)")
+    else:
+        loaded = load_file(args.input, args.dialect)
+    if (args.model or args.manifest) and not (args.strategy_config or args.trainable):
         if loaded.dialect is None:
             raise UsageError("convert reads --model/--manifest only for a freeze-dialect config (axolotl, "
                              "LLaMA-Factory), whose trainable set depends on the model")
@@ -431,36 +438,54 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                            cache=_cache_folder(args) if args.model else None)
         loaded, _ = import_dialect(loaded, graph)
     if loaded.unrecognized is not None:
-        raise UsageError(f"{args.input}: not converted: not an FTS schedule or LightningCLI config "
+        raise UsageError(f"{name}: not converted: not an FTS schedule or LightningCLI config "
                          f"({loaded.unrecognized})")
     errors = [d for d in loaded.diagnostics if d.severity is Severity.ERROR]
     if loaded.schedule is None or errors:
         sys.stderr.write(RENDERERS["text"](loaded.diagnostics))
-        sys.stderr.write(f"{args.input}: not converted: fix the errors above first\n")
+        sys.stderr.write(f"{name}: not converted: fix the errors above first\n")
         return EXIT_FINDINGS
     if loaded.kind is InputKind.LIGHTNING_CONFIG and any(d.code == "FTS105" for d in loaded.diagnostics):
         sys.stderr.write(RENDERERS["text"]([d for d in loaded.diagnostics if d.code == "FTS105"]))
-        sys.stderr.write(f"{args.input}: not converted: the schedule it names was not found or not read\n")
+        sys.stderr.write(f"{name}: not converted: the schedule it names was not found or not read\n")
         return EXIT_FAILURE
     if loaded.kind is InputKind.LIGHTNING_CONFIG and not loaded.schedule.phases:
         # A `.ftsc` file without phases is no implicit schedule: it would fail at setup.
-        raise UsageError(f"{args.input}: not converted: the config names no `ft_schedule`, so FinetuningScheduler "
+        raise UsageError(f"{name}: not converted: the config names no `ft_schedule`, so FinetuningScheduler "
                          "generates the phases from the model; `ftsc init --model TARGET --style fts` writes them")
     if loaded.dialect is not None and not loaded.schedule.phases:
         if loaded.dialect.with_model:
-            raise UsageError(f"{args.input}: not converted: ftsc reads no trainable set from this "
+            raise UsageError(f"{name}: not converted: ftsc reads no trainable set from this "
                              f"{loaded.dialect.name} config (`ftsc check` says why)")
-        raise UsageError(f"{args.input}: not converted: which parameters this {loaded.dialect.name} config trains "
+        raise UsageError(f"{name}: not converted: which parameters this {loaded.dialect.name} config trains "
                          "depends on the model; give --model TARGET or --manifest FILE")
     text, diags = convert(loaded.schedule, args.to, source=loaded.source, comments=loaded.comments)
     if diags:
         sys.stderr.write(RENDERERS["text"](diags))
         if any(d.severity is Severity.ERROR for d in diags):
-            sys.stderr.write(f"{args.input}: not converted: {'the DSL' if args.to == 'ftsc' else 'FTS YAML'} "
+            sys.stderr.write(f"{name}: not converted: {'the DSL' if args.to == 'ftsc' else 'FTS YAML'} "
                              "cannot express the above\n")
             return EXIT_FINDINGS
     _write(text, args.output)
     return EXIT_OK
+
+
+def _strategy_input(args: argparse.Namespace) -> Loaded:
+    """`convert`'s schedule (IN or the `--trainable` phase) under `--strategy-config`: to `.ftsc` only,
+    whose `fsdp`/`fsdp2` block holds the strategy (FTS YAML has no place for one)."""
+    if args.strategy_config and args.to == "fts-yaml":
+        raise UsageError("an FTS YAML schedule holds no strategy, so --strategy-config would be dropped: convert "
+                         "--to ftsc (the strategy becomes its fsdp/fsdp2 block)")
+    graph = None
+    if args.model or args.manifest:
+        graph = load_graph(args.model, args.manifest, parse_kwargs(args.model_kwargs),
+                           cache=_cache_folder(args) if args.model else None)
+    loaded, config, _ = _inputs(args.input, graph, None, args.strategy_config, args.trainable)
+    errors = [d for d in (config.diagnostics if config is not None else ()) if d.severity is Severity.ERROR]
+    if errors:
+        sys.stderr.write(RENDERERS["text"](errors))
+        raise UsageError(f"{args.strategy_config}: not converted: fix the errors above first")
+    return loaded
 
 
 def _cmd_rule(args: argparse.Namespace) -> int:

@@ -329,3 +329,27 @@ def test_accelerate_multi_gpu_is_ddp_with_its_world_size(tmp_path, capsys):
     assert got.world_size == 4 and got.loaded.schedule.fsdp is None and got.loaded.schedule.fsdp2 is None
     assert main(["explain", *MODEL, "--strategy-config", cfg, "--trainable", "lm_head.*"]) == 0
     assert capsys.readouterr().out.startswith("--trainable: DDP, world size 4,")
+
+
+def test_convert_writes_the_strategy_as_the_fsdp_block(tmp_path, capsys):
+    """`convert --to ftsc` of a selection under an accelerate config: the `.ftsc` it writes compiles
+    to the same phases and FSDP units as the selection under the config; FTS YAML, which holds no
+    strategy, is refused rather than written without it."""
+    from ftsc.cli import main
+
+    cfg = _file(tmp_path, "fsdp1.yaml", FSDP1)
+    args = ["--strategy-config", cfg, "--trainable", "model.layers.3.*", "--trainable", "lm_head.weight"]
+    out = tmp_path / "s.ftsc"
+    assert main(["convert", *MODEL, *args, "--to", "ftsc", "-o", str(out)]) == 0
+    assert "fsdp {" in out.read_text()
+    status = main(["compile", *MODEL, *args])
+    want = json.loads(capsys.readouterr().out)
+    assert main(["compile", *MODEL, str(out)]) == status == 1  # layer 3 and the head: FTS301 either way
+    got = json.loads(capsys.readouterr().out)
+    assert got["sharding"] == want["sharding"] and got["phases"] == want["phases"]
+    # The same FSDP finding; as a schedule of its own, the `.ftsc` also draws the rules of a run by the
+    # scheduler (FTS204, FTS305), which an accelerate launch does not have.
+    assert [d["data"] for d in got["diagnostics"] if d["code"] == "FTS301"] == [
+        d["data"] for d in want["diagnostics"] if d["code"] == "FTS301"]
+    assert main(["convert", *MODEL, *args, "--to", "fts-yaml"]) == 2
+    assert "holds no strategy" in capsys.readouterr().err
