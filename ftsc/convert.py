@@ -1,7 +1,8 @@
 """`ftsc convert`: between `.ftsc` and FTS YAML with the same meaning.
 
 Input: a loaded schedule. Output: text in the other format and diagnostics (FTS501 where FTS
-YAML cannot express a DSL feature). FTS patterns become `/regex/` selectors where that is
+YAML cannot express a DSL feature, or, for either target, an `fsdp2` plan entry grouping
+modules in one `fully_shard` call, which only dialect imports make). FTS patterns become `/regex/` selectors where that is
 provably equivalent (the pattern cannot be an exact FQN, so only `re.match` applies) and the
 regex reads as what it means (every separator `.` escaped, no quantified `.`: a `/regex/` with
 an unescaped `.` draws FTS205, which the FTS pattern did not); they stay `fts "..."` otherwise.

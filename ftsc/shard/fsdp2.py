@@ -1,7 +1,8 @@
 """FSDP2 prediction: which `fully_shard` group manages every parameter, or none (a plain tensor).
 
 Input: a `ModelGraph`, the user's own `fully_shard` calls (recorded in `configure_model`) and
-the resolved plan (FTS `fsdp_plan`: module FQNs in application order). Output: a
+the resolved plan (FTS `fsdp_plan`: module FQNs in application order; a grouped entry's further
+modules, sharded in the same list-form call). Output: a
 `Prediction2`: groups in application order with their parameters, plan entries skipped,
 parameters left plain, ties managed by several groups or half-sharded, and calls that fail
 at `fully_shard` time. Never imports torch.
@@ -9,6 +10,8 @@ at `fully_shard` time. Never imports torch.
 The rules (torch 2.13 `fully_shard`, FTS 2.14 `_apply_fsdp_plan`; verified differentially):
 - The user's calls run first (in `configure_model`), then the plan in first-insertion order.
   FTS skips a plan entry whose module (or an ancestor) is already managed by a group.
+- `fully_shard([M1, M2])` is one group: the listed modules no other listed one contains each
+  carry the (shared) state; torch names the group after them in `named_modules()` order.
 - `fully_shard(M)` manages the modules reached from `M` by a DFS over children that does not
   enter modules carrying their own `fully_shard` state; their not-yet-seen parameters become
   DTensors of this group, and every registration of them under `M` is replaced.
