@@ -228,3 +228,15 @@ def test_hf_plan_on_a_tied_llama_splits_the_tie():
     pred = _hf_prediction("llama_tied")
     assert pred.multi == {"model.embed_tokens.weight": ("model.embed_tokens, model.norm", "")}
     assert pred.multi_raises == {"model.embed_tokens.weight": True}
+
+
+def test_convert_with_an_fsdp2_strategy_refuses_the_grouped_tail(tmp_path, capsys):
+    """`convert --strategy-config` would write the tail as one `shard` per module, three groups
+    where accelerate builds one: refused (FTS501), nothing written."""
+    from ftsc.cli import main
+
+    out = tmp_path / "s.ftsc"
+    assert main(["convert", "--model", "tests.models:llama_tied", "--no-cache", "--strategy-config",
+                 str(_config(tmp_path, "cls")), "--trainable", "model.layers.3.*", "--to", "ftsc", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "FTS501" in err and "[model.norm, model.embed_tokens, lm_head]" in err and not out.exists()
