@@ -18,7 +18,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
-from ftsc.matching import Matcher, matcher_for
+from ftsc.matching import Matcher, accepts, matcher_for
 from ftsc.regexes import match_prefixes
 
 _MAX_WILDCARDS = 200  # the walk recurses once per `.`; beyond this, scan every name
@@ -117,10 +117,8 @@ class NameIndex:
         m = self.matcher(pattern)
         sorted_names = self._sorted
         positions = self.candidates(pattern)
-        if full:
-            hits = [self._order[k] for k in positions if m.fullmatch(sorted_names[k])]
-        else:
-            hits = [self._order[k] for k in positions if m.match(sorted_names[k]) is not None]
+        ok = accepts(m, [sorted_names[k] for k in positions], full=full)
+        hits = [self._order[k] for k, yes in zip(positions, ok, strict=True) if yes]
         hits.sort()
         return [self._names[i] for i in hits]
 

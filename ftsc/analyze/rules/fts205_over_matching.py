@@ -9,7 +9,7 @@ character there is not a `.`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
@@ -167,7 +167,9 @@ def _model_aware(m: SelectorMatch, graph: ModelGraph, ctx: AnalysisContext) -> I
     if not extra or not kept:
         return
     suggestion = intent + ("(\\.|$)" if at_end else "\\.") if boundary else intent
-    heads = list(dict.fromkeys(_head(sel.pattern, n) for n in extra))
+    info = match_prefix(sel.pattern)
+    template = info[0] if info else ()
+    heads = list(dict.fromkeys(_head(template, n) for n in extra))
     noun = "parameter" if len(extra) == 1 else "parameters"
     yield make("FTS205", ctx.source, sel.span,
                detail=f"`{sel.pattern}` also matches {_summarize(heads)} ({len(extra)} {noun}): "
@@ -179,10 +181,9 @@ def _model_aware(m: SelectorMatch, graph: ModelGraph, ctx: AnalysisContext) -> I
                data={"pattern": sel.pattern, "phase": m.phase, "params": extra, "suggestion": suggestion})
 
 
-def _head(pattern: str, name: str) -> str:
-    """The name up to the end of the segment where it leaves the pattern's literal start."""
-    info = match_prefix(pattern)
-    template = info[0] if info else ()
+def _head(template: Sequence[str | None], name: str) -> str:
+    """The name up to the end of the segment where it leaves the pattern's literal start
+    (`template`: `regexes.match_prefix`'s, one entry per character, None where any character fits)."""
     for i, ch in enumerate(template):
         if i >= len(name):
             break
