@@ -99,6 +99,9 @@ class _Builder:
         self.a = automaton
 
     def mask(self, op: Any, av: Any, flags: int) -> int:
+        if op is _c.LITERAL and not flags & re.IGNORECASE:  # most items: one character, no regex needed
+            ch = chr(av)
+            return sum(1 << (i + 1) for i, u in enumerate(self.a.universe) if u == ch)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rx = re.compile(_char_source(op, av), flags & (re.IGNORECASE | re.DOTALL | re.ASCII))

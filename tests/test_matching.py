@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from ftsc import ir
 from ftsc.frontend import load_file
-from ftsc.matching import Matcher, UnsupportedPattern, match_names, unsupported_reason
+from ftsc.matching import Matcher, UnsupportedPattern, accepts, match_names, unsupported_reason
 from ftsc.model.names import NameIndex
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,9 +52,14 @@ def _python(pattern: str, name: str, full: bool) -> int | None:
 
 
 def _assert_same(pattern: str, names: list[str]) -> None:
+    """Each engine (RE2, the bounded machine, Python's own `re` where it is linear) agrees with
+    Python's `re`, name by name and through `accepts`."""
     alphabet = "".join(names)
-    for use_re2 in (True, False):
-        m = Matcher(pattern, alphabet, use_re2=use_re2)
+    for use_re2, use_python in ((True, False), (False, False), (True, True)):
+        m = Matcher(pattern, alphabet, use_re2=use_re2, use_python=use_python)
+        for full in (False, True):
+            assert accepts(m, names, full=full) == [_python(pattern, n, full) is not None for n in names], (
+                pattern, use_re2, use_python, full)
         for name in names:
             want = _python(pattern, name, False)
             if want is not None or not use_re2 or m.engine == "re2":
@@ -269,3 +274,28 @@ def test_backreference_is_fts101(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["check", str(path)]) == 1
     out = capsys.readouterr()
     assert "FTS101" in out.out + out.err and "backreferences" in out.out + out.err
+
+
+@pytest.mark.parametrize("pattern", [
+    r"(a+)+$", r"(a|aa)+$", r"(.*a){25}", r"a?a?a?a?a?a?a?a?a?a?aaaaaaaaaa", r".*a.*a.*a.*b", r".*\d+b",
+    r"(?:a|ab)(?:c|bcd)(?:d*)$", r"\w*\w*\w*x",
+])
+def test_python_engine_only_where_it_is_linear(pattern: str) -> None:
+    """Python's own `re` runs a pattern only when its backtracking is linear in the name: never on
+    these (nested or chained ambiguous repeats, branches sharing a first character)."""
+    from ftsc.matching import _linear_in_python, _parse
+
+    alphabet = tuple("ab1dx.")
+    parsed = _parse(pattern)
+    assert not _linear_in_python(parsed.data, parsed.state.flags, alphabet, False)
+    assert not _linear_in_python(parsed.data, parsed.state.flags, alphabet, True)
+
+
+@pytest.mark.parametrize("pattern", [r"model\.layers\.\d+\..*", "model.layers.1.*", r".*norm.*", r".*bias",
+                                     r"model\.layers\.(4|5)\..*", r"model.layers.11[0-3].mlp.*"])
+def test_python_engine_on_hostile_names(pattern: str) -> None:
+    """The FTS idioms Python runs itself, on names of 20,000 characters (the hang detector bounds it)."""
+    names = [ch * 20000 + tail for ch in "a1._" for tail in ("", "b", ".weight")] + ["model.layers.110.mlp.w"]
+    m = Matcher(pattern, "".join(names))
+    assert m._python[1]
+    assert accepts(m, names) == [re.match(pattern, n) is not None for n in names]
