@@ -2,8 +2,8 @@
 
 Input: a Python regex pattern (flags only inline, as schedules write them) and the names it
 is tried on. Output: for each name, where `re.match(pattern, name)` (or `re.fullmatch`) would
-end, or None. Never imports torch; never runs a backtracking search whose time can grow
-faster than `pattern size x name length`.
+end, or None. Never imports torch; never runs a search whose time can grow faster than
+`pattern size x name length`.
 
 How: the pattern is parsed with Python's own parser (`re._parser`), so its syntax is exactly
 Python's. Every single-character item (a literal, `.`, a class, `\\d`, ... under the flags in
@@ -12,6 +12,9 @@ character of the names (one character at a time: constant time), and becomes an 
 of those characters. The rest of the pattern (sequence, alternation, groups, greedy and lazy
 repeats, anchors) is then run by a linear-time engine:
 
+- Python's own `re`, where its backtracking is provably linear on this pattern
+  (`_linear_in_python`: fixed characters, alternations of fixed strings with distinct first
+  characters, at most one ambiguous single-character repeat): the fastest per name;
 - RE2 (`google-re2`, leftmost-first, so a match ends where Python's would) when the pattern
   has nothing RE2 lacks;
 - otherwise our own memoised backtracking machine (`_Machine`): each (instruction, position)
