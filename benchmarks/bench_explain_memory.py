@@ -41,7 +41,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from explain_models import BENCHES, Bench  # noqa: E402
+from explain_models import BENCHES, Bench
 
 STRATEGIES = ("single", "ddp", "fsdp1", "fsdp1-flat", "fsdp2")
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -119,7 +119,7 @@ def _wrap(model: Any, bench: Bench, cfg: dict[str, Any], device: Any) -> Any:
     return model
 
 
-def _no_allreduce(state, bucket):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201 - DDP inspects annotations
+def _no_allreduce(state, bucket):  # type: ignore[no-untyped-def]
     """DDP comm hook that keeps the bucket as reduced (its memory stays DDP's own)."""
     import torch
 
@@ -139,9 +139,8 @@ def _optimizer(params: list[Any], name: str) -> Any:
 
 def measure_one(cfg: dict[str, Any], rank: int, phase: int, device: Any, tracker: bool = False) -> dict[str, Any]:
     """Build, freeze, wrap and train two steps; bytes allocated after the second backward."""
-    import torch
-
     import explain_models
+    import torch
 
     bench = BENCHES[cfg["model"]]
     cuda = device.type == "cuda"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_explain_memory as bem  # noqa: E402
+import bench_explain_memory as bem
 
 CASES = [("llama", "fsdp2", 2, 0), ("llama", "fsdp1-flat", 2, 0), ("llama", "single", 1, 0),
          ("llama", "fsdp1", 2, 0), ("vit", "fsdp2", 2, 0)]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from ftsc import __version__
 from ftsc.analyze import AnalysisContext, prepare
-from ftsc.check import check_loaded, import_dialect, load_config, merge_config, run_check
 from ftsc.atomic import atomic_write_bytes, atomic_write_text
+from ftsc.check import check_loaded, import_dialect, load_config, merge_config, run_check
 from ftsc.config import ConfigError, Settings, load_settings
 from ftsc.convert import convert
 from ftsc.diagnostics import Diagnostic, Severity

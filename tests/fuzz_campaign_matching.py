@@ -36,10 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ftsc.backtracking import exponential_backtracking  # noqa: E402
-from ftsc.matching import UnsupportedPattern  # noqa: E402
-from ftsc.model.graph import ModelGraph  # noqa: E402
-from ftsc.model.names import NameIndex  # noqa: E402
+from ftsc.backtracking import exponential_backtracking
+from ftsc.matching import UnsupportedPattern
+from ftsc.model.graph import ModelGraph
+from ftsc.model.names import NameIndex
 
 HOSTILE_PATTERNS = ["(a+)+$", "(a|aa)+$", "(.*a){25}", "(a*)*b", r"(\w+\.?)+$", "(?=a)(a|aa)+$", "((a+)+)+!",
                     "(.*.*)*=", r"(\d+)+x", "(a{1,2})+$", "(x+x+)+y", "(?:a|b|ab)*c", r"^(([a-z])+.)+[A-Z]([a-z])+$",

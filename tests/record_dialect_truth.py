@@ -148,8 +148,8 @@ def units(model: Any, plugin_args: dict[str, Any] | None, env: dict[str, str] | 
     calls: list[dict[str, Any]] = []
     if plugin.fsdp_version == 2:
         import torch
-        import torch.distributed.fsdp as fsdp
         from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+        from torch.distributed import fsdp
 
         def fully_shard(module: Any, **kwargs: Any) -> Any:
             """Records the call and marks the modules as `FSDPModule`s, as torch does."""

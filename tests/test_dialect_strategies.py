@@ -17,10 +17,10 @@ import pytest
 pytest.importorskip("accelerate")
 torch = pytest.importorskip("torch")
 
-from ftsc.frontend.strategy import load_strategy  # noqa: E402
-from ftsc.model.build import extract  # noqa: E402
-from ftsc.model.graph import ModelGraph  # noqa: E402
-from tests import models  # noqa: E402
+from ftsc.frontend.strategy import load_strategy
+from ftsc.model.build import extract
+from ftsc.model.graph import ModelGraph
+from tests import models
 
 ACCELERATE = {
     "fsdp1_cls": "fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n"
@@ -79,8 +79,8 @@ def _truth(plugin, model) -> dict:
                 "sharding_strategy": plugin.sharding_strategy.name}
     import types
 
-    import torch.distributed.fsdp as fsdp
     from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+    from torch.distributed import fsdp
 
     calls: list[tuple[tuple[str, ...], bool, bool]] = []
     marked: list[tuple[object, type]] = []

@@ -337,7 +337,7 @@ def hf_facts(module: Any) -> dict[str, Any]:
         "config": counts(config),
     }
     if hasattr(config, "text_config"):
-        out["text_config"] = counts(getattr(config, "text_config"))
+        out["text_config"] = counts(config.text_config)
     out.update(_embedding_facts(module))
     plan = getattr(module, "fsdp_plan", None)  # transformers >= 5: class `_fsdp_plan` + config `base_model_fsdp_plan`
     if isinstance(plan, dict) and plan and all(isinstance(k, str) and isinstance(v, str) for k, v in plan.items()):

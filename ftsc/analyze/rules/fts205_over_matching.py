@@ -16,8 +16,8 @@ from ftsc.analyze.context import AnalysisContext
 from ftsc.analyze.resolve import SelectorMatch
 from ftsc.diagnostics import Diagnostic, make
 from ftsc.diagnostics.rule import Rule, Severity
-from ftsc.model.graph import ModelGraph
 from ftsc.matching import UnsupportedPattern
+from ftsc.model.graph import ModelGraph
 from ftsc.regexes import ends_inside_segment, literal_intent, match_prefix, quantified_dots, unescaped_separator_dots
 from ftsc.source import Span
 

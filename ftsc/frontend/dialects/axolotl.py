@@ -10,12 +10,11 @@ torch; never runs axolotl.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from ftsc import ir
 from ftsc.backtracking import exponential_backtracking
 from ftsc.diagnostics import Diagnostic, Severity, make
-from ftsc.frontend.dialects.common import Imported, exact_phase, key_span
+from ftsc.frontend.dialects.common import Imported, exact_phase
 from ftsc.frontend.dialects.wrap import FSDPKeys, sharding
 from ftsc.frontend.yaml_nodes import YNode
 from ftsc.matching import UnsupportedPattern, match_names

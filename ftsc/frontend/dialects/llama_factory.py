@@ -114,7 +114,7 @@ def _fsdp_keys(root: YNode) -> FSDPKeys | None:
     keys = FSDPKeys(span=fsdp.span)
     if cfg is not None and isinstance(cfg.value, dict):
         for key, value in cfg.value.items():
-            name = str(key)[5:] if str(key).startswith("fsdp_") else str(key)
+            name = str(key).removeprefix("fsdp_")
             keys.values[name] = value.py()
             keys.spans[name] = cfg.key_nodes[key].span
     keys.values.setdefault("version", 2)
@@ -211,7 +211,7 @@ def _freeze_selection(source: SourceFile, root: YNode, graph: ModelGraph, diags:
     llama_pro = bool(_get(root, "use_llama_pro", False))
     if not isinstance(n, int) or isinstance(n, bool) or (llama_pro and (n == 0 or num_layers % n != 0)):
         diags.append(make("FTS102", source, span, label="invalid",
-                          detail=f"`freeze_trainable_layers` must be an integer"
+                          detail="`freeze_trainable_layers` must be an integer"
                                  + (f" dividing the {num_layers} layers (`use_llama_pro`)" if llama_pro else "")))
         return None
     ids = trainable_layer_ids(num_layers, n, llama_pro)

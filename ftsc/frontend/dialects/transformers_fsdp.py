@@ -59,7 +59,7 @@ def read(source: SourceFile, root: YNode, graph: ModelGraph | None) -> StrategyS
     values = {}
     for key, node in cfg.value.items():
         name = str(key)
-        name = name[5:] if name.startswith("fsdp_") else name
+        name = name.removeprefix("fsdp_")
         values[name] = node.py()
         keys.spans[name] = cfg.key_nodes[key].span
     span_of = keys.spans.get

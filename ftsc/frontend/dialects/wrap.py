@@ -105,14 +105,12 @@ def sharding(keys: FSDPKeys, graph: ModelGraph | None, source: SourceFile,
                           detail=f"`auto_wrap_policy` must be one of {', '.join(f'`{p}`' for p in POLICIES)}",
                           label="unknown policy"))
         policy = "NO_WRAP"
-    classes: list[str] = []
     qualified: list[str] = []
     if policy == "TRANSFORMER_BASED_WRAP":
         names = class_names(keys.get("transformer_layer_cls_to_wrap"))
         hf = (graph.manifest.extra.get("hf") or {}) if graph is not None else {}
         if names is None:
             names = list(hf.get("no_split_modules") or [])
-        classes = names
         for name in names:
             found = find_class(graph, name) if graph is not None else None
             # accelerate: `Could not find the transformer layer class`. FSDP1 keeps the name in the
