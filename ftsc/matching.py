@@ -177,7 +177,14 @@ def _single(source: str, flags: int) -> re.Pattern[str]:
 
 
 def _char_set(op: Any, av: Any, flags: int, alphabet: tuple[str, ...]) -> frozenset[str]:
-    rx = _single(_char_source(op, av), flags)
+    return _chars_of(_char_source(op, av), flags, alphabet)
+
+
+@functools.lru_cache(maxsize=65536)
+def _chars_of(source: str, flags: int, alphabet: tuple[str, ...]) -> frozenset[str]:
+    """The characters of `alphabet` one single-character item (`source`, under `flags`) accepts;
+    cached: schedules repeat the same items (`\\.`, `\\d`, letters) in every pattern."""
+    rx = _single(source, flags)
     return frozenset(ch for ch in alphabet if rx.fullmatch(ch))
 
 
