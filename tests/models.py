@@ -88,6 +88,16 @@ def gpt2() -> Any:
 # Toy torch models
 
 
+def hf_fsdp_plan(model: Any) -> dict[str, str]:
+    """The model's own FSDP plan as transformers resolves it for data parallelism (dp_size 2),
+    from the attributes `_resolve_parallel_plans` reads (a DistributedConfig needs a process group)."""
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(tp_plan=None, ep_plan=None, fsdp_plan=None, tp_size=1, ep_size=1, dp_size=2,
+                          _validate_resolved_ep_plan=lambda plan: None)
+    return model._resolve_parallel_plans(cfg)[2]
+
+
 def linear11() -> Any:
     """`Sequential` of 11 `Linear(8, 8)`: indices 1 and 10 coexist (`model.1` catches `model.10`)."""
     from torch import nn

@@ -182,17 +182,13 @@ def test_hf_plan_matches_transformers(factory):
     """The model's own plan resolved by transformers (`_resolve_parallel_plans`, dp_size > 1) against
     ours: untied Llama, tied Llama (the head's rule folds into the embedding), GPT-2 and T5 (the
     config's default rules name nothing there: warned, dropped)."""
-    from types import SimpleNamespace
 
     model = getattr(models, factory)()
     if not hasattr(model, "_resolve_parallel_plans"):
         pytest.skip("this transformers has no FSDP plans (they arrived in the 5.x line; read from 5.24)")
-    # The attributes `_resolve_parallel_plans` reads (a DistributedConfig needs a process group).
-    cfg = SimpleNamespace(tp_plan=None, ep_plan=None, fsdp_plan=None, tp_size=1, ep_size=1, dp_size=2,
-                          _validate_resolved_ep_plan=lambda plan: None)
     from transformers.distributed.fsdp import is_norm_and_head_pair
 
-    _, _, plan = model._resolve_parallel_plans(cfg)
+    plan = models.hf_fsdp_plan(model)
     free = [m for m, s in plan.items() if s == "free_full_weight"]
     keep = [m for m, s in plan.items() if s == "keep_full_weight"]
     # `apply_fully_sharded_data_parallelism`: a final norm + head pair is one list-form call

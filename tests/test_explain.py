@@ -96,6 +96,7 @@ def test_estimates_only_with_batch_and_seq(capsys: pytest.CaptureFixture[str], m
 
 
 def _layered_manifest(tmp_path: Path, n: int) -> str:
+    """`tmp_path/m.json`: `n` blocks `layers.<i>` (class Block), each one Linear `fc` (24x8 + 24)."""
     modules = [{"name": "", "class": "Net"}, {"name": "layers", "class": "torch.nn.modules.container.ModuleList"}]
     params = []
     for i in range(n):

@@ -22,26 +22,12 @@ from typing import Any
 import pytest
 
 from ftsc.cli import main
-from ftsc.model.manifest import FORMAT
 
 from .conftest import REPO
+from .test_explain import _layered_manifest
 
 EXAMPLE = ["examples/explain/schedule.ftsc", "--manifest", "examples/explain/manifest.json"]
 NASTY = ['<script>alert("unit")</script>', "a\"b'c&d<e>", "</td></tr><tr><td>x"]
-
-
-def _layered_manifest(path: Path, n: int) -> str:
-    """A manifest of `n` blocks `layers.<i>` (class Block), each one Linear `fc` (24x8 + 24)."""
-    modules = [{"name": "", "class": "Net"}, {"name": "layers", "class": "torch.nn.modules.container.ModuleList"}]
-    params = []
-    for i in range(n):
-        modules += [{"name": f"layers.{i}", "class": "Block"}, {"name": f"layers.{i}.fc", "class": "Lin"}]
-        params += [{"name": f"layers.{i}.fc.weight", "shape": [24, 8]}, {"name": f"layers.{i}.fc.bias", "shape": [24]}]
-    doc = {"format": FORMAT, "version": 1, "target": None,
-           "classes": {"Net": [], "Block": [], "Lin": [], "torch.nn.modules.container.ModuleList": []},
-           "modules": modules, "parameters": params}
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    return str(path)
 
 
 # (case id, schedule text or None for the bundled example, extra CLI arguments)
@@ -65,7 +51,7 @@ def _explain(case: str, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[
         args = [*EXAMPLE, *extra]
     else:
         (tmp_path / "s.ftsc").write_text(text, encoding="utf-8")
-        args = [str(tmp_path / "s.ftsc"), "--manifest", _layered_manifest(tmp_path / "m.json", 3), *extra]
+        args = [str(tmp_path / "s.ftsc"), "--manifest", _layered_manifest(tmp_path, 3), *extra]
     out = tmp_path / f"out.{fmt}"
     rc = main(["explain", *args, "--format", fmt, "-o", str(out)])
     capsys.readouterr()
@@ -167,7 +153,7 @@ def test_unparsed_schedule_shows_its_diagnostics(tmp_path: Path, capsys: pytest.
     bad = tmp_path / "bad.ftsc"
     bad.write_text("phase 0 { thaw glob }\n", encoding="utf-8")
     out = tmp_path / "out.html"
-    rc = main(["explain", str(bad), "--manifest", _layered_manifest(tmp_path / "m.json", 2), "--format", "html",
+    rc = main(["explain", str(bad), "--manifest", _layered_manifest(tmp_path, 2), "--format", "html",
                "-o", str(out)])
     capsys.readouterr()
     page = out.read_text(encoding="utf-8")

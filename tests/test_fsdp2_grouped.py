@@ -189,9 +189,7 @@ def _hf_plan_on_torch(factory: str):
         pytest.skip("this transformers has no FSDP plans (they arrived in the 5.x line; read from 5.24)")
     from transformers.distributed.fsdp import apply_fully_sharded_data_parallelism
 
-    cfg = SimpleNamespace(tp_plan=None, ep_plan=None, fsdp_plan=None, tp_size=1, ep_size=1, dp_size=2,
-                          _validate_resolved_ep_plan=lambda plan: None)
-    _, _, plan = model._resolve_parallel_plans(cfg)
+    plan = models.hf_fsdp_plan(model)
     ensure_process_group()
     mesh = init_device_mesh("cpu", (2,))
     apply_fully_sharded_data_parallelism(model, SimpleNamespace(get_mesh=lambda *_: mesh), plan, {})
