@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover
     import sre_constants as _c  # type: ignore[no-redef]
     import sre_parse as _p  # type: ignore[no-redef]
 
-from ftsc.matching import _char_source  # one source of truth for single-character items
+from ftsc.matching import _char_source, _linear_in_python  # one source of truth for single-character items
 
 _UNROLL = 3
 _MAX_POSITIONS = 120
@@ -186,7 +186,10 @@ def exponential_backtracking(pattern: str, *, full: bool = False) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parsed = _p.parse(pattern)
-        automaton = _Automaton(_universe(parsed))
+        universe = _universe(parsed)
+        if _linear_in_python(parsed.data, parsed.state.flags, universe, full):
+            return False  # provably linear (the common case): no automaton needed
+        automaton = _Automaton(universe)
         builder = _Builder(automaton)
         frag = builder.seq(parsed.data, parsed.state.flags)
         if full:

@@ -549,7 +549,8 @@ def _linear_in_python(items: Any, flags: int, alphabet: tuple[str, ...], full: b
 class Matcher:
     """`pattern` compiled for names drawn from `alphabet` (the characters the names use).
 
-    `use_re2=False` always uses the fallback machine (tests compare both engines).
+    `use_re2=False` and `use_python=False` leave those engines out (tests compare all three); `engine`
+    names the one used where Python is not linear for both `re.match` and `re.fullmatch`, else "python".
 
     Example:
         >>> m = Matcher(r"(a+)+$", "ab")
@@ -578,7 +579,10 @@ class Matcher:
         self._python = (_python_compile(pattern) if use_python else None, use_python and (
             _linear_in_python(parsed.data, flags, chars, False)), use_python and (
             _linear_in_python(parsed.data, flags, chars, True)))
-        if use_re2 and _re2 is not None and not any(0xD800 <= ord(ch) <= 0xDFFF for ch in chars):
+        python_only = bool(self._python[1] and self._python[2])  # neither RE2 nor the machine is ever asked
+        if python_only:
+            self.engine = "python"
+        elif use_re2 and _re2 is not None and not any(0xD800 <= ord(ch) <= 0xDFFF for ch in chars):
             try:
                 source = _ToRE2(chars).seq(parsed.data, flags)
                 options = _re2.Options()
@@ -594,7 +598,7 @@ class Matcher:
             except Exception:  # noqa: BLE001 - RE2 refused (program too large): the machine decides
                 self._re2 = None
         self._parsed, self._flags, self._chars = parsed, flags, chars
-        if self._re2 is None:
+        if self._re2 is None and not python_only:
             self._machine()
 
     def _machine(self) -> _Machine:
