@@ -154,3 +154,17 @@ def test_fts106_leaves_linear_patterns(pattern: str) -> None:
 def test_fts106_regex_selectors_are_matched_in_full() -> None:
     # `/(a+)+/` must match the whole name: a failing end makes Python backtrack.
     assert exponential_backtracking("(a+)+", full=True) and not exponential_backtracking("(a+)+")
+
+
+@pytest.mark.parametrize(("pattern", "named"), [
+    (r"h\.[23]\.attn.*", "`h.2.attn_ln`, `h.3.attn_ln`"),  # a class: no single literal start
+    ("h.2.attn.*", "`h.2.attn_ln`"),
+    ("layers.1", "`layers.10`, `layers.11`"),
+])
+def test_message_names_the_siblings_caught(pattern: str, named: str) -> None:
+    """The message names each extra name up to the segment where the pattern's matching part stops
+    (`attn.*` stops inside `attn_ln`), not the first segment after the pattern's literal start."""
+    text = f"0:\n  params:\n  - '{pattern}'\n"
+    diags = [d for d in check_file(load_text(SourceFile("s_ft_schedule.yaml", text)), _twelve_layers())
+             if d.code == "FTS205" and d.data]
+    assert len(diags) == 1 and f"also matches {named} (" in diags[0].message

@@ -167,9 +167,7 @@ def _model_aware(m: SelectorMatch, graph: ModelGraph, ctx: AnalysisContext) -> I
     if not extra or not kept:
         return
     suggestion = intent + ("(\\.|$)" if at_end else "\\.") if boundary else intent
-    info = match_prefix(sel.pattern)
-    template = info[0] if info else ()
-    heads = list(dict.fromkeys(_head(template, n) for n in extra))
+    heads = list(dict.fromkeys(_heads(sel.pattern, extra, graph)))
     noun = "parameter" if len(extra) == 1 else "parameters"
     yield make("FTS205", ctx.source, sel.span,
                detail=f"`{sel.pattern}` also matches {_summarize(heads)} ({len(extra)} {noun}): "
@@ -179,6 +177,24 @@ def _model_aware(m: SelectorMatch, graph: ModelGraph, ctx: AnalysisContext) -> I
                       f"`{sel.pattern}` thaws {len(m.params)} parameters, `{suggestion}` {len(kept)}",),
                help=f"to match only what the pattern names, write `{suggestion}`",
                data={"pattern": sel.pattern, "phase": m.phase, "params": extra, "suggestion": suggestion})
+
+
+_TRAILING_ANY = re.compile(r"(?<!\\)\.[*+]\$?$")
+
+
+def _heads(pattern: str, extra: list[str], graph: ModelGraph) -> Iterator[str]:
+    """For each extra name, the name up to the end of the segment where the pattern's matching
+    part stops: the pattern without a final `.*` (`a.shared_expert.*` stops inside
+    `shared_expert_gate`), else where the name leaves the pattern's literal start."""
+    try:
+        stem = graph.index.matcher(_TRAILING_ANY.sub("", pattern))
+    except (re.error, UnsupportedPattern, ValueError):
+        stem = None
+    info = match_prefix(pattern)
+    template = info[0] if info else ()
+    for name in extra:
+        end = stem.match(name) if stem is not None else None
+        yield _segment_end(name, end) if end else _head(template, name)
 
 
 def _head(template: Sequence[str | None], name: str) -> str:
