@@ -270,8 +270,8 @@ class _ToRE2:
 # --------------------------------------------------------------------------------------------
 
 # Instructions: ("char", set) ("split", a, b) ("jmp", a) ("head", body, exit, greedy) ("loop", head, exit)
-# ("at", code, flags) ("look", sub, ahead, negate, width) ("atomic", sub) ("match",). `sub` indexes
-# `_Machine.programs`.
+# ("at", code, flags) ("look", sub, ahead, negate, width) ("atomic", sub) ("possessive", sub, lo, hi)
+# ("match",). `sub` indexes `_Machine.programs`.
 
 
 class _Compiler:
@@ -321,9 +321,9 @@ class _Compiler:
             self.seq(code, body.data, (flags | add) & ~delete)
         elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
             self.repeat(code, av, flags, greedy=op is _c.MAX_REPEAT)
-        elif op is _c.POSSESSIVE_REPEAT:
-            sub = self.program([(_c.MAX_REPEAT, av)], flags)
-            self.emit(code, ("atomic", sub))
+        elif op is _c.POSSESSIVE_REPEAT:  # CPython: each iteration atomic, never given back (see `_Machine`)
+            lo, hi, body = av
+            self.emit(code, ("possessive", self.program(body.data, flags), lo, hi))
         elif op is _c.ATOMIC_GROUP:
             self.emit(code, ("atomic", self.program(av.data, flags)))
         elif op in (_c.ASSERT, _c.ASSERT_NOT):
@@ -447,9 +447,46 @@ class _Machine:
                 stop = self._sub(ins[1], name, pos, memo)
                 if stop is not None:
                     stack.append((pc + 1, stop, fresh if stop == pos else 0))
+            elif kind == "possessive":
+                stop = self._possessive(ins, name, pos, memo)
+                if stop is not None:
+                    stack.append((pc + 1, stop, fresh if stop == pos else 0))
             elif end is None or pos == end:  # match
                 return pos
         return None
+
+    def _possessive(self, ins: tuple[Any, ...], name: str, pos: int,
+                    memo: dict[tuple[int, int], int | None]) -> int | None:
+        """Where `X{lo,hi}+` ends, as CPython runs it: each iteration is X's first match (atomic),
+        the first `lo` must all succeed, more are taken while they succeed and the previous one
+        consumed something, and none is given back. (Not `(?>X{lo,hi})`, which may backtrack
+        between iterations to reach `lo`.) Each iteration is a memoised sub-match, and positions
+        only grow, so at most name length + `lo`-bounded steps."""
+        _, body, lo, hi = ins
+        for _ in range(lo):
+            self._step()
+            stop = self._sub(body, name, pos, memo)
+            if stop is None:
+                return None
+            if stop == pos:  # an empty iteration: every further one is the same empty match
+                break
+            pos = stop
+        count, previous = lo, -1
+        while (hi is _c.MAXREPEAT or count < hi) and pos != previous:
+            self._step()
+            previous = pos
+            stop = self._sub(body, name, pos, memo)
+            if stop is None:
+                break
+            pos, count = stop, count + 1
+        return pos
+
+    def _step(self) -> None:
+        self.steps_left -= 1
+        if self.steps_left < 0:
+            raise UnsupportedPattern(
+                f"matching `{self.pattern}` against these names needs over {MAX_STEPS:,} steps of ftsc's "
+                "bounded matcher (lookaround, atomic or possessive parts over long names); simplify it")
 
     def _sub(self, prog: int, name: str, pos: int, memo: dict[tuple[int, int], int | None]) -> int | None:
         key = (prog, pos)

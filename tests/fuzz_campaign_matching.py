@@ -49,7 +49,7 @@ CORPUS = ["model.classifier.*", "model.layers.1.*", "model.layers.1", r"model\.l
           "model.layers.[0-2].(feed_forward|ffn_norm|attention.w.*|attention_norm).*", r"^(?!.*bias).*weight$"]
 ATOMS = ["a", "b", "A", ".", r"\.", "1", "_", r"\n", "[ab]", "[^a]", "[a-c]", r"\d", r"\w", r"\s", r"\W", "é",
          "^", "$", r"\A", r"\Z", r"\b", r"\B", "x", "layers", r"\x41", "(?i:a)"]
-QUANT = ["*", "+", "?", "{2}", "{1,3}", "{0,2}", "{2,}", "*?", "+?", "*+", "++", "{25}", "{0,1000}"]
+QUANT = ["*", "+", "?", "{2}", "{1,3}", "{0,2}", "{2,}", "*?", "+?", "*+", "++", "{25}", "{0,1000}", "{3}+", "{2,}+"]
 
 
 def random_regex(rng: random.Random, depth: int = 0) -> str:

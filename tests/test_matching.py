@@ -83,7 +83,7 @@ _CHARS = "aAb1._\né ſ"
 
 def _quantified(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     q = st.sampled_from(["*", "+", "?", "{2}", "{1,3}", "{0,2}", "{2,}", "*?", "+?", "??", "{1,2}?", "*+", "++",
-                         "?+"])
+                         "?+", "{2}+", "{1,3}+", "{2,}+"])
     return st.builds(lambda x, k: f"(?:{x}){k}", inner, q)
 
 
@@ -150,6 +150,11 @@ def test_known_edge_cases(pattern: str) -> None:
     (r"(?a:a+)++$", ["aaa", "b", "aé"]),
     (r"(?a:a{3}|b{3}|ab)*c", ["aaac", "abc", "c", "x"]),
     (r"(?a:\w+)$", ["é", "a_1"]),
+    # seed 2: CPython runs `X{3}+` as three atomic iterations of X, never backtracking between them
+    # (`(?>X{3})` may): `(\w+){3}+` fails on "abcd", `(?>(\w+){3})` matches it.
+    (r"(\w+\.?){3}+$", ["axxxAſ1", "1._xxbé", "ax.1.1", " bſ\n11", "a "]),
+    (r"(?:a|ab){2}+c", ["ababc", "aac", "abc"]),
+    (r"(?:x*){2,5}+y", ["xxy", "y"]),
 ])
 def test_fuzz_findings(pattern: str, names: list[str]) -> None:
     _assert_same(pattern, names)
