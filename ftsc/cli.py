@@ -86,15 +86,14 @@ def _inputs(path: str | None, graph: ModelGraph | None, lightning_config: str | 
         config = _load_config(lightning_config)
     if trainable:
         loaded = trainable_schedule(trainable)
-        dialect_kind = getattr(InputKind, "DIALECT", None)
-        if strategy_config and dialect_kind is not None:  # accelerate / the Trainer runs it, not FTS
-            loaded.kind = dialect_kind
+        if strategy_config:  # accelerate / the Trainer runs it, not FTS
+            loaded.kind = InputKind.DIALECT
         if config is not None and config.schedule is not None:
             loaded = merge_config(loaded, config)
         return loaded, config, world
     assert path is not None
     loaded = _load_schedule(path, config)
-    if strategy_config and getattr(loaded, "dialect", None) is not None:
+    if strategy_config and loaded.dialect is not None:
         raise UsageError(f"{path} is a freeze-dialect config with its own strategy: --strategy-config does not apply")
     return loaded, config, world
 
@@ -352,8 +351,7 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 def _cmd_init(args: argparse.Namespace) -> int:
     from ftsc.generate import default_schedule
 
-    graph = load_graph(args.model, args.manifest, parse_kwargs(args.model_kwargs),
-                       cache=_cache_folder(args) if args.model else None)
+    graph = _graph_of(args)
     if not graph.params:
         raise UsageError("the model has no parameters: nothing to schedule")
     config = _load_config(args.lightning_config)
@@ -424,19 +422,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.model_kwargs and not args.model:
         raise UsageError("--model-kwargs needs --model")
     name = args.input or "the --trainable schedule"
+    graph = _graph_of(args) if args.model or args.manifest else None
     if args.strategy_config or args.trainable:
-        loaded = _strategy_input(args)
+        loaded = _strategy_input(args, graph)
     elif not args.input:
         raise UsageError("convert needs IN (or --trainable PATTERN)")
     else:
         loaded = load_file(args.input, args.dialect)
-    if (args.model or args.manifest) and not (args.strategy_config or args.trainable):
-        if loaded.dialect is None:
-            raise UsageError("convert reads --model/--manifest only for a freeze-dialect config (axolotl, "
-                             "LLaMA-Factory), whose trainable set depends on the model")
-        graph = load_graph(args.model, args.manifest, parse_kwargs(args.model_kwargs),
-                           cache=_cache_folder(args) if args.model else None)
-        loaded, _ = import_dialect(loaded, graph)
+        if graph is not None:
+            if loaded.dialect is None:
+                raise UsageError("convert reads --model/--manifest only for a freeze-dialect config (axolotl, "
+                                 "LLaMA-Factory), whose trainable set depends on the model")
+            loaded, _ = import_dialect(loaded, graph)
     if loaded.unrecognized is not None:
         raise UsageError(f"{name}: not converted: not an FTS schedule or LightningCLI config "
                          f"({loaded.unrecognized})")
@@ -470,16 +467,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _strategy_input(args: argparse.Namespace) -> Loaded:
+def _graph_of(args: argparse.Namespace) -> ModelGraph:
+    """The `--model` (through the structure cache) or `--manifest` graph of a one-model command."""
+    return load_graph(args.model, args.manifest, parse_kwargs(args.model_kwargs),
+                      cache=_cache_folder(args) if args.model else None)
+
+
+def _strategy_input(args: argparse.Namespace, graph: ModelGraph | None) -> Loaded:
     """`convert`'s schedule (IN or the `--trainable` phase) under `--strategy-config`: to `.ftsc` only,
     whose `fsdp`/`fsdp2` block holds the strategy (FTS YAML has no place for one)."""
     if args.strategy_config and args.to == "fts-yaml":
         raise UsageError("an FTS YAML schedule holds no strategy, so --strategy-config would be dropped: convert "
                          "--to ftsc (the strategy becomes its fsdp/fsdp2 block)")
-    graph = None
-    if args.model or args.manifest:
-        graph = load_graph(args.model, args.manifest, parse_kwargs(args.model_kwargs),
-                           cache=_cache_folder(args) if args.model else None)
     loaded, config, _ = _inputs(args.input, graph, None, args.strategy_config, args.trainable)
     errors = [d for d in (config.diagnostics if config is not None else ()) if d.severity is Severity.ERROR]
     if errors:

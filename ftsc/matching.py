@@ -411,11 +411,7 @@ class _Machine:
             if state in seen:
                 continue
             seen.add(state)
-            self.steps_left -= 1
-            if self.steps_left < 0:
-                raise UnsupportedPattern(
-                    f"matching `{self.pattern}` against these names needs over {MAX_STEPS:,} steps of ftsc's "
-                    "bounded matcher (lookaround, atomic or possessive parts over long names); simplify it")
+            self._step()
             pc, pos, fresh = state
             ins = code[pc]
             kind = ins[0]
@@ -558,7 +554,11 @@ def _linear_in_python(items: Any, flags: int, alphabet: tuple[str, ...], full: b
         >>> linear(r".*\d+b"), linear(r".*a\d+b"), linear("a?a?a?aaa")
         (False, True, False)
     """
-    tokens = _tokens(items, flags, alphabet)
+    return _linear_tokens(_tokens(items, flags, alphabet), full)
+
+
+def _linear_tokens(tokens: list[tuple[Any, ...]] | None, full: bool) -> bool:
+    """`_linear_in_python` on the pattern's `_tokens`."""
     if tokens is None:
         return False
     seen_ambiguous = False
@@ -613,9 +613,9 @@ class Matcher:
         self._fallback: _Machine | None = None
         self.engine = "fallback"
         # Python's `re` itself where it is linear on this pattern (for `re.match`, `re.fullmatch`).
-        self._python = (_python_compile(pattern) if use_python else None, use_python and (
-            _linear_in_python(parsed.data, flags, chars, False)), use_python and (
-            _linear_in_python(parsed.data, flags, chars, True)))
+        tokens = _tokens(parsed.data, flags, chars) if use_python else None
+        self._python = (_python_compile(pattern) if use_python else None, _linear_tokens(tokens, False),
+                        _linear_tokens(tokens, True))
         python_only = bool(self._python[1] and self._python[2])  # neither RE2 nor the machine is ever asked
         if python_only:
             self.engine = "python"

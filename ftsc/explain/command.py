@@ -58,9 +58,10 @@ def explain_document(path: str, *, model: str | None, manifest: str | None, mode
     diags = (list(config.diagnostics) if config else []) + file_diags
     ex = None
     if loaded.schedule is not None and ctx is not None and ctx.resolution is not None:
-        facts = read_config_facts(lightning_config or (path if loaded.kind.value == "lightning-config" else None))
         if strategy_config:  # the ranks an accelerate config names (`num_processes`)
             facts = ConfigFacts(world_size=world)
+        else:
+            facts = read_config_facts(lightning_config or (path if loaded.kind.value == "lightning-config" else None))
         ex, diags = explain_loaded(loaded, graph, options=options, facts=facts, diagnostics=diags, ctx=ctx)
     diags.sort(key=Diagnostic.sort_key)
     json_diags = [to_json_obj(d) for d in diags]

@@ -134,7 +134,7 @@ class ModelGraph:
     @cached_property
     def numels(self) -> dict[str, int]:
         """Parameter name (primary or alias) -> number of elements, computed once per graph."""
-        out = {p.name: math.prod(p.shape) for p in self.manifest.parameters}
+        out = {p.name: p.numel for p in self.manifest.parameters}
         out.update((a, out[p]) for a, p in self.aliases.items())
         return out
 

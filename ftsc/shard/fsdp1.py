@@ -99,29 +99,6 @@ def class_matches(written: str, qualname: str) -> bool:
     return bool(pkg) and qualname.rpartition(".")[2] == name and qualname.startswith(pkg + ".")
 
 
-def _post_order(tree: ModuleObjects, root: str) -> Iterator[str]:
-    """`_post_order_apply` order: DFS over children with a global visited set (an explicit
-    stack, so a module tree thousands of levels deep needs no Python recursion).
-
-    Example:
-        >>> tree = ModuleObjects(ModelGraph.from_names(["a.b.w", "a.c.w", "d.w"]))
-        >>> list(_post_order(tree, ""))
-        ['a.b', 'a.c', 'a', 'd', '']
-    """
-    visited = {root}
-    stack = [(root, iter(tree.children[root]))]
-    while stack:
-        m, children = stack[-1]
-        for _, child in children:
-            if child not in visited:
-                visited.add(child)
-                stack.append((child, iter(tree.children[child])))
-                break
-        else:
-            stack.pop()
-            yield m
-
-
 class _Wrapper:
     """Builds units for one FSDP root, tracking what is already flattened."""
 
@@ -185,7 +162,7 @@ class _Wrapper:
         subtree changes no other, and each module's value is its own part plus its children's."""
         out: dict[str, int] = {}
         graph, regs, children = self.tree.graph, self.tree.regs, self.tree.children
-        for m in _post_order(self.tree, root):
+        for m in self.tree.post_order([root]):
             total = self.flat_local.get(m, 0)
             for p in regs[m]:
                 if p in self.ignored_params:
@@ -219,10 +196,6 @@ _ITEMSIZE = {"float64": 8, "int64": 8, "complex64": 8, "float16": 2, "bfloat16":
 _ALIGN = {dtype: max(16 // size, 1) for dtype, size in _ITEMSIZE.items()}  # elements per 16 bytes; else 4
 
 
-def _itemsize(dtype: str) -> int:
-    return _ITEMSIZE.get(dtype, 4)
-
-
 def _module_policy_targets(tree: ModuleObjects, spec: FSDP1Spec, root: str, ignored: set[str]) -> set[str]:
     targets = set()
     for m in tree.subtree(root):
@@ -240,7 +213,7 @@ def _wrap_root(w: _Wrapper, name: str, obj: str) -> None:
     if spec.has_policy and not spec.min_num_params:
         targets = _module_policy_targets(tree, spec, obj, w.ignored_mods)
         paths = {o: p for p, o in _first_paths(tree, obj, name)}
-        for m in _post_order(tree, obj):
+        for m in tree.post_order([obj]):
             if m in targets:
                 w.make_unit(paths[m], m)
     elif spec.has_policy:

@@ -98,7 +98,7 @@ def predict2(graph: ModelGraph, plan: Sequence[str], user_calls: Sequence[Sequen
     def apply(modules: Sequence[str], source: str) -> None:
         roots = _root_modules(objs, [graph.module_aliases.get(m, m) for m in modules])
         name = modules[0] if len(modules) == 1 else _group_name(graph, roots)  # one module: as called
-        order = _managed_order(objs, roots, state_roots)
+        order = list(objs.post_order(roots, skip=state_roots))
         params: dict[str, None] = {}  # an ordered set
         for m in order:
             for p in objs.regs[m]:
@@ -177,35 +177,6 @@ def _group_name(graph: ModelGraph, roots: Sequence[str]) -> str:
         return roots[0]
     position = {m: i for i, m in enumerate(graph.modules)}
     return ", ".join(sorted(roots, key=lambda m: position.get(m, len(position))))
-
-
-def _managed_order(objs: ModuleObjects, roots: Sequence[str], state_roots: set[str]) -> list[str]:
-    """The modules one `fully_shard(roots)` call manages, in post-order: a DFS from each root
-    that does not enter modules carrying their own state (an explicit stack: any depth).
-
-    Example:
-        >>> objs = ModuleObjects(ModelGraph.from_names(["a.b.w", "a.c.w", "d.w"]))
-        >>> _managed_order(objs, ["a"], set()), _managed_order(objs, [""], {"a"})
-        (['a.b', 'a.c', 'a'], ['d', ''])
-    """
-    order: list[str] = []
-    visited: set[str] = set()
-    for r in roots:
-        if r in visited:
-            continue
-        visited.add(r)
-        stack = [(r, iter(objs.children[r]))]
-        while stack:
-            m, children = stack[-1]
-            for _, c in children:
-                if c not in visited and c not in state_roots:
-                    visited.add(c)
-                    stack.append((c, iter(objs.children[c])))
-                    break
-            else:
-                stack.pop()
-                order.append(m)
-    return order
 
 
 def _ancestors(path: str) -> list[str]:

@@ -7,7 +7,7 @@ and a tied parameter is registered on several module objects. Never imports torc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from ftsc.model.graph import ModelGraph, parent_of
 
@@ -48,6 +48,33 @@ class ModuleObjects:
             regs[owner][p] = None
             reg_paths[p] = [(p, owner)]
         self.regs: dict[str, list[str]] = {m: list(ps) for m, ps in regs.items()}  # module obj -> params on it
+
+    def post_order(self, roots: Sequence[str], skip: Collection[str] = ()) -> Iterator[str]:
+        """Module objects below `roots` in post-order: a DFS over children with one visited set for
+        all roots (torch's `_post_order_apply`), not entering `skip`; an explicit stack, so a tree
+        thousands of levels deep needs no Python recursion.
+
+        Example:
+            >>> tree = ModuleObjects(ModelGraph.from_names(["a.b.w", "a.c.w", "d.w"]))
+            >>> list(tree.post_order([""])), list(tree.post_order([""], skip={"a"}))
+            (['a.b', 'a.c', 'a', 'd', ''], ['d', ''])
+        """
+        visited: set[str] = set()
+        for r in roots:
+            if r in visited:
+                continue
+            visited.add(r)
+            stack = [(r, iter(self.children[r]))]
+            while stack:
+                m, children = stack[-1]
+                for _, child in children:
+                    if child not in visited and child not in skip:
+                        visited.add(child)
+                        stack.append((child, iter(self.children[child])))
+                        break
+                else:
+                    stack.pop()
+                    yield m
 
     def subtree(self, root: str) -> list[str]:
         """Module objects reachable from `root`, first-encounter pre-order (`named_modules`)."""

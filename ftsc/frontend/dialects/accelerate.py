@@ -53,11 +53,6 @@ def detect(root: YNode) -> bool:
     return "distributed_type" in keys and ("compute_environment" in keys or "fsdp_config" in keys)
 
 
-def _env(value: Any) -> str:
-    """What `prepare_multi_gpu_env` writes for a YAML value: `str(value)` (a list stays its repr)."""
-    return str(value)
-
-
 def read(source: SourceFile, root: YNode, graph: ModelGraph | None) -> StrategySource:
     """Read an accelerate config (see the module docstring)."""
     out = StrategySource()
@@ -79,11 +74,12 @@ def read(source: SourceFile, root: YNode, graph: ModelGraph | None) -> StrategyS
                 name = "fsdp_" + name
             given[name] = (node.py(), cfg.key_nodes[key].span)
     keys = FSDPKeys(span=cfg.span if cfg is not None else root.span)
-    span_of = {name.removeprefix("fsdp_"): span for name, (_, span) in given.items()}
-    keys.spans.update(span_of)
+    keys.spans.update((name.removeprefix("fsdp_"), span) for name, (_, span) in given.items())
+    span_of = keys.spans
 
     def env_of(name: str, default: str | None) -> str | None:
-        return _env(given[name][0]) if name in given and given[name][0] is not None else default
+        # What `prepare_multi_gpu_env` writes for a YAML value: `str(value)` (a list stays its repr).
+        return str(given[name][0]) if name in given and given[name][0] is not None else default
 
     def flag(name: str, default: str) -> bool:
         text = env_of(f"fsdp_{name}", default) or default
