@@ -6,7 +6,8 @@
 
 `measure` builds each model of `explain_models.py` on one CUDA device, freezes it to each phase's
 trainable set, wraps it (one device, DDP, FSDP1 with `use_orig_params` True and False, FSDP2) at
-world sizes 1, 2 and 8, and runs two training steps. World sizes above 1 use torch's `fake`
+world sizes 1, 2 and 8, and runs two training steps (after one discarded warm-up step per model and
+precision, which creates cuBLAS's workspaces). World sizes above 1 use torch's `fake`
 process group on the one GPU: each rank is simulated separately (its own real local shards, its
 own batch), collectives are skipped. It records `torch.cuda.memory_allocated()` right after
 `loss.backward()` of the second step (the first step has created the optimizer state), with the
@@ -219,6 +220,20 @@ def _pg(world: int, rank: int, backend: str) -> None:
     dist.init_process_group(backend, store=FakeStore(), rank=rank, world_size=world)
 
 
+def _warm_up(args: argparse.Namespace, device: Any) -> None:
+    """One discarded single-device step per model and precision before the first recorded row.
+
+    cuBLAS allocates its workspaces (one per handle and stream: the forward's thread and autograd's
+    backward thread each have their own) from the caching allocator at the first matmul and keeps
+    them for the process's life; without this the first recorded row counts them (64 MiB on an H200).
+    """
+    for model in args.models:
+        for precision in args.precisions:
+            cfg = {"model": model, "strategy": "single", "precision": precision,
+                   "optimizer": args.optimizers[0], "world_size": 1}
+            measure_one(cfg, 0, 2, device)
+
+
 def measure(args: argparse.Namespace) -> None:
     import torch
     import transformers
@@ -234,6 +249,8 @@ def measure(args: argparse.Namespace) -> None:
             "commit": args.commit}
     start = time.perf_counter()
     backend = "fake"
+    if device.type == "cuda":
+        _warm_up(args, device)
     for cfg in configs(args.world_sizes, args.models):
         if cfg["strategy"] not in args.strategies or cfg["precision"] not in args.precisions:
             continue
