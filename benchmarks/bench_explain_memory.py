@@ -355,7 +355,8 @@ def compare(args: argparse.Namespace) -> None:
                 entry.update(measured=busiest[key_of], basis=key_of, allocated=busiest["measured"],
                              busiest_rank=busiest["rank"], spread=busiest[key_of] - min(r[key_of] for r in ranks))
                 if "memtracker" in busiest:
-                    entry["memtracker"] = sum(busiest["memtracker"].values())
+                    cats = busiest["memtracker"]  # FSDPMemTracker's categories, each rounded up to 512 B
+                    entry["memtracker"] = cats.get("Total", sum(v for k, v in cats.items() if k != "Total"))
             if "error" in report:
                 entry["explain_error"] = report["error"]
             elif "measured" in entry:
@@ -364,6 +365,8 @@ def compare(args: argparse.Namespace) -> None:
                 entry["explain_parts"] = {k: mem[k] for k in ("params", "buffers", "grads", "optimizer")}
                 entry.update(_errors(mem["model_states"], entry["measured"]))
                 entry.update(_errors(mem["model_states"], entry["allocated"], "_allocated"))
+                if "memtracker" in entry:
+                    entry["error_bytes_memtracker"] = mem["model_states"] - entry["memtracker"]
             table.append(entry)
     (work / "compare.json").write_text(json.dumps({"meta": metas, "rows": table}, indent=1) + "\n")
     (work / "rows.md").write_text(markdown(table) + "\n")
@@ -378,8 +381,8 @@ def _errors(explain: int, measured: int, suffix: str = "") -> dict[str, Any]:
             f"ok{suffix}": abs(err) <= max(0.02 * measured, 16 * MIB)}
 
 
-def _span(entries: list[dict[str, Any]], key: str, unit: float) -> str:
-    return f"{min(e[key] for e in entries) / unit:+.2f} .. {max(e[key] for e in entries) / unit:+.2f}"
+def _span(entries: list[dict[str, Any]], key: str, unit: float, fmt: str = "+.2f") -> str:
+    return f"{min(e[key] for e in entries) / unit:{fmt}} .. {max(e[key] for e in entries) / unit:{fmt}}"
 
 
 def summary(table: list[dict[str, Any]]) -> str:
@@ -404,6 +407,10 @@ def summary(table: list[dict[str, Any]]) -> str:
     out.append(f"{len(table)} rows; {sum(e['error_bytes'] == 0 for e in done)} byte-exact and "
                f"{sum(e['ok'] for e in done)} within 2 % or 16 MiB of the requested bytes; "
                f"{sum(e['ok_allocated'] for e in done)} within the bound of `memory_allocated()`.")
+    tracked = [e for e in done if "error_bytes_memtracker" in e]
+    if tracked:
+        out.append(f"FSDPMemTracker on {len(tracked)} rows: explain - tracker total "
+                   f"{_span(tracked, 'error_bytes_memtracker', 1, '+,.0f')} bytes.")
     return "\n".join(out)
 
 
