@@ -5,9 +5,9 @@ the model each schedule is checked against) that command-line flags override. Ne
 never looks above the project root (the first folder holding `.git` or a `pyproject.toml` with a
 `[tool.ftsc]` table), so a parent folder someone else controls cannot configure (or name code for) a run.
 
-Model keys: `manifest = "path.json"` (or `model = "pkg.mod:attr"` / `"path/file.py:attr"`, paths
-relative to the pyproject.toml folder, with `model_kwargs = {...}`)
-for every schedule of the project, and `[tool.ftsc.manifests]`, a table of glob -> manifest path
+Model keys: `manifest = "path.json"` (or `model = "pkg.mod:attr"` / `"path/file.py:attr"` / a
+transformers `config.json` or checkpoint folder, paths relative to the pyproject.toml folder, with
+`model_kwargs = {...}`) for every schedule of the project, and `[tool.ftsc.manifests]`, a table of glob -> manifest path
 (globs match schedule paths relative to the pyproject.toml folder; the first match wins over
 `manifest`). Schedules outside the project folder get no model from the configuration.
 """
@@ -209,6 +209,8 @@ def load_settings(start: Path | None = None, *, isolated: bool = False) -> Setti
             module, sep, attr = value.rpartition(":")
             if sep and (module.endswith(".py") or "/" in module or "\\" in module):
                 value = f"{path.parent / module}:{attr}"  # a file target, relative to the pyproject.toml
+            elif not sep:
+                value = str(path.parent / value)  # a transformers config.json or checkpoint folder
         elif key == "cache-dir":  # the `--model` structure cache (ftsc.model.cache)
             value = str(path.parent / value)
         setattr(settings, key.replace("-", "_"), value)

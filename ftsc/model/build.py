@@ -1,6 +1,7 @@
 """Build a user's model on the meta device and extract its manifest.
 
-Input: a target (`pkg.module:attr` or `path/to/file.py:attr`) and constructor kwargs.
+Input: a target (`pkg.module:attr`, `path/to/file.py:attr`, or a transformers `config.json` /
+checkpoint folder, built by `ftsc.model.hf_config`) and constructor kwargs.
 Output: the built module and its `Manifest`. This is the only analysis module that imports
 torch (lazily, inside functions); it imports user code only because `--model` names it.
 Every failure (import, constructor arguments, code that needs real tensor storage) becomes
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ftsc.model.hf_config import ConfigTargetError, build_from_config, config_target
 from ftsc.model.manifest import BufferEntry, Manifest, ManifestError, ModuleEntry, ParamEntry, from_json
 
 LIGHTNING_MODULES = ("lightning.pytorch.core.module.LightningModule", "pytorch_lightning.core.module.LightningModule")
@@ -52,7 +54,8 @@ def split_target(target: str) -> tuple[str, str]:
     """
     module, sep, attr = target.rpartition(":")
     if not sep or not module or not attr:
-        raise ModelLoadError(f"--model `{target}`: expected `pkg.module:attr` or `path/to/file.py:attr`")
+        raise ModelLoadError(f"--model `{target}`: expected `pkg.module:attr`, `path/to/file.py:attr`, or a "
+                             "transformers `config.json` (or a folder holding one)")
     return module, attr
 
 
@@ -113,6 +116,12 @@ def build(target: str, kwargs: Mapping[str, Any] | None = None) -> Any:
     except ImportError:
         raise ModelLoadError("--model needs torch (`pip install torch`); without it, use --manifest") from None
     kwargs = dict(kwargs or {})
+    config = config_target(target)
+    if config is not None:
+        try:
+            return build_from_config(config, kwargs)
+        except ConfigTargetError as err:
+            raise ModelLoadError(f"--model `{target}`: {err}") from None
     obj = import_target(target)
     if isinstance(obj, torch.nn.Module):
         if kwargs:

@@ -10,7 +10,7 @@ What an entry depends on (the key):
 
 - fixed before the build: the target string, the kwargs (canonical JSON), the working folder,
   the interpreter (`sys.version`, executable), ftsc's version, the manifest format version and
-  a hash of ftsc's own extraction code (`build.py`, `manifest.py`, this file); these name the
+  a hash of ftsc's own extraction code (`build.py`, `hf_config.py`, `manifest.py`, this file); these name the
   entry file;
 - recorded by the build that fills it: the content hash (SHA-256) of every source file imported
   while building that is not part of an installed distribution or the standard library (the
@@ -52,7 +52,7 @@ FORMAT = 1
 MAGIC = b"ftsc-model-cache"
 FOLDER_NAME = ".ftsc_cache"
 ALWAYS_VERSIONED = ("torch", "transformers", "lightning", "pytorch-lightning")
-_OWN_CODE = ("build.py", "manifest.py", "cache.py")
+_OWN_CODE = ("build.py", "hf_config.py", "manifest.py", "cache.py")
 _INSTALLED_NAMES = ("site-packages", "dist-packages")
 T = TypeVar("T")
 ABSENT = "absent"  # the digest of a file the build tried to open that did not exist
