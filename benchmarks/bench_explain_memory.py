@@ -18,6 +18,8 @@ and beside it the bytes the live tensors requested (`requested_bytes.all.current
 explain against the requested bytes where a result has them.
 Precisions follow Lightning: `bf16-mixed` is autocast, and under FSDP1 Lightning's
 `MixedPrecision(bf16, bf16, bf16)`; FSDP2 adds `MixedPrecisionPolicy(bf16, reduce fp32)`.
+`bf16-true` converts the model to bfloat16 before wrapping (no autocast; FSDP1 with the same
+`MixedPrecision`, FSDP2 with no policy), as Lightning's true-precision plugins do.
 
 `memtracker` runs the FSDP2 rows on CPU under torch's `FSDPMemTracker` and records its
 categories at the same point. `compare` writes each configuration as a `.ftsc` schedule, runs
@@ -49,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explain_models import BENCHES, Bench
 
 STRATEGIES = ("single", "ddp", "fsdp1", "fsdp1-flat", "fsdp2")
-PRECISIONS = ("32-true", "bf16-mixed")
+PRECISIONS = ("32-true", "bf16-mixed", "bf16-true")
 OPTIMIZERS = ("adamw", "sgd-momentum")
 MIB = 1 << 20
 
@@ -96,6 +98,7 @@ def _wrap(model: Any, bench: Bench, cfg: dict[str, Any], device: Any) -> Any:
     import torch
 
     strategy, bf16 = cfg["strategy"], cfg["precision"] == "bf16-mixed"
+    fsdp1_bf16 = cfg["precision"] in ("bf16-mixed", "bf16-true")
     layer_cls = type(next(m for n, m in model.named_modules() if re.fullmatch(bench.layers, n)))
     if strategy == "single":
         return model
@@ -109,7 +112,7 @@ def _wrap(model: Any, bench: Bench, cfg: dict[str, Any], device: Any) -> Any:
         from torch.distributed.fsdp import FullyShardedDataParallel, MixedPrecision
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-        mp = MixedPrecision(torch.bfloat16, torch.bfloat16, torch.bfloat16) if bf16 else None
+        mp = MixedPrecision(torch.bfloat16, torch.bfloat16, torch.bfloat16) if fsdp1_bf16 else None
         return FullyShardedDataParallel(model, auto_wrap_policy=ModuleWrapPolicy({layer_cls}), mixed_precision=mp,
                                         use_orig_params=strategy == "fsdp1", device_id=device)
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -158,6 +161,8 @@ def measure_one(cfg: dict[str, Any], rank: int, phase: int, device: Any, tracker
     torch.manual_seed(0)
     with torch.device(device):
         model = getattr(explain_models, bench.factory)()
+    if cfg["precision"] == "bf16-true":
+        model = model.to(torch.bfloat16)
     names = [n for n, _ in model.named_parameters()]
     train = set(trainable(names, schedule_of(bench, cfg["strategy"]), phase))
     for n, p in model.named_parameters():
