@@ -83,15 +83,20 @@ def configs(world_sizes: Sequence[int], models: Sequence[str]) -> Iterator[dict[
 
 # --- measurement (torch, one device) --------------------------------------------------------
 
-def _batch(model_name: str, rank: int, step: int, device: Any) -> dict[str, Any]:
+def _batch(cfg: dict[str, Any], rank: int, step: int, device: Any) -> dict[str, Any]:
+    """A micro-batch: `cfg["batch"]` sequences of `cfg["seq"]` tokens (Llama) or images (ViT: 197 tokens)."""
     import torch
 
     gen = torch.Generator(device="cpu").manual_seed(1000 * rank + step)
-    if model_name == "llama":
-        ids = torch.randint(0, 32000, (2, 64), generator=gen).to(device)
+    batch = cfg.get("batch", 2)
+    if cfg["model"] == "llama":
+        ids = torch.randint(0, 32000, (batch, cfg.get("seq", 64)), generator=gen).to(device)
         return {"input_ids": ids, "labels": ids}
-    pixels = torch.randn(2, 3, 224, 224, generator=gen).to(device)
-    return {"pixel_values": pixels, "labels": torch.randint(0, 10, (2,), generator=gen).to(device)}
+    pixels = torch.randn(batch, 3, 224, 224, generator=gen).to(device)
+    return {"pixel_values": pixels, "labels": torch.randint(0, 10, (batch,), generator=gen).to(device)}
+
+
+VIT_TOKENS = 197  # 14 x 14 patches of a 224-pixel image, plus the class token
 
 
 def _wrap(model: Any, bench: Bench, cfg: dict[str, Any], device: Any) -> Any:
@@ -180,11 +185,20 @@ def measure_one(cfg: dict[str, Any], rank: int, phase: int, device: Any, tracker
         mt = FSDPMemTracker(model, opt)
     with mt if mt is not None else _nothing():
         for step in range(2):
-            batch = _batch(cfg["model"], rank, step, device)
+            batch = _batch(cfg, rank, step, device)
+            if step == 1 and cuda:
+                torch.cuda.synchronize()
+                before = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
             with autocast:
                 out = model(**batch)
             loss = out.loss
+            if step == 1 and cuda:
+                row["forward_bytes"] = torch.cuda.memory_allocated() - before  # saved for backward, and outputs
             loss.backward()
+            if step == 1 and cuda:
+                torch.cuda.synchronize()
+                row["peak_fwd_bwd"] = torch.cuda.max_memory_allocated() - base  # this step's forward and backward
             if step == 1:
                 del out, loss, batch
                 if cuda:
@@ -206,8 +220,6 @@ def measure_one(cfg: dict[str, Any], rank: int, phase: int, device: Any, tracker
             opt.zero_grad(set_to_none=True)
             if mt is not None:
                 mt.reset_mod_stats()
-    if cuda:
-        row["peak_step"] = torch.cuda.max_memory_allocated() - base
     del model, opt
     return row
 
@@ -239,8 +251,13 @@ def _warm_up(args: argparse.Namespace, device: Any) -> None:
     for model in args.models:
         for precision in args.precisions:
             cfg = {"model": model, "strategy": "single", "precision": precision,
-                   "optimizer": args.optimizers[0], "world_size": 1}
+                   "optimizer": args.optimizers[0], "world_size": 1, **_shape(args)}
             measure_one(cfg, 0, 2, device)
+
+
+def _shape(args: argparse.Namespace) -> dict[str, int]:
+    """The micro-batch shape `--batch`/`--seq` ask for (rows without it use 2 x 64)."""
+    return {"batch": args.batch, "seq": args.seq} if args.batch else {}
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -265,6 +282,7 @@ def measure(args: argparse.Namespace) -> None:
             continue
         if cfg["optimizer"] not in args.optimizers:
             continue
+        cfg.update(_shape(args))
         for rank in range(cfg["world_size"]):
             if cfg["strategy"] != "single":
                 _pg(cfg["world_size"], rank, backend)
@@ -307,13 +325,13 @@ def ftsc_source(bench: Bench, cfg: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def explain_json(bench: Bench, cfg: dict[str, Any], work: Path) -> dict[str, Any]:
-    """Run `ftsc explain --format json` on the configuration; the parsed §5.3 report."""
+def explain_json(bench: Bench, cfg: dict[str, Any], work: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Run `ftsc explain --format json [extra]` on the configuration; the parsed §5.3 report."""
     path = work / f"{cfg['model']}_{cfg['strategy']}_{cfg['precision']}_{cfg['world_size']}.ftsc"
     path.write_text(ftsc_source(bench, cfg))
     cmd = [sys.executable, "-m", "ftsc", "explain", str(path), "--model",
            f"{Path(__file__).resolve().parent / 'explain_models.py'}:{bench.factory}",
-           "--world-size", str(cfg["world_size"]), "--optimizer", cfg["optimizer"], "--format", "json"]
+           "--world-size", str(cfg["world_size"]), "--optimizer", cfg["optimizer"], "--format", "json", *extra]
     if cfg["strategy"] in ("single", "ddp"):  # no sharding block: strategy and precision from a trainer config
         trainer = work / f"{path.stem}.trainer.yaml"
         strategy = "ddp" if cfg["strategy"] == "ddp" else "auto"
@@ -377,6 +395,43 @@ def compare(args: argparse.Namespace) -> None:
     (work / "rows.md").write_text(markdown(table) + "\n")
     (work / "summary.md").write_text(summary(table) + "\n")
     print(summary(table))
+
+
+def _pct(estimate: int, measured: int) -> str:
+    return f"{100 * (estimate - measured) / measured:+.1f}"
+
+
+def peak(args: argparse.Namespace) -> None:
+    """explain's activation and peak estimates (`--batch`/`--seq` of each row) against the GPU's
+    bytes added by the forward (saved for backward, and the outputs) and its forward+backward peak."""
+    rows = [r for path in args.measured for r in json.loads(Path(path).read_text())["rows"] if "peak_fwd_bwd" in r]
+    work = Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    keys = ("model", "strategy", "precision", "optimizer", "world_size", "batch", "seq")
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+    head = ("| model | strategy | precision | W | batch x seq | phase | forward MiB (measured) | activations MiB "
+            "(explain) | error % | peak MiB (measured) | peak MiB (explain) | error % |")
+    out = [head, "|---" * 12 + "|"]
+    for key in sorted(groups, key=lambda k: (k[0], STRATEGIES.index(k[1]), k[2], k[3], k[4])):
+        cfg = dict(zip(keys, key, strict=True))
+        batch, seq = cfg["batch"] or 2, cfg["seq"] or 64
+        seq = VIT_TOKENS if cfg["model"] == "vit" else seq
+        report = explain_json(BENCHES[cfg["model"]], cfg, work, ("--batch", str(batch), "--seq", str(seq)))
+        for phase in range(3):
+            ranks = [r for r in groups[key] if r["phase"] == phase]
+            if not ranks or "error" in report:
+                continue
+            busiest = max(ranks, key=lambda r: r["peak_fwd_bwd"])
+            mem = report["phases"][phase]["memory"]
+            out.append("| " + " | ".join([
+                cfg["model"], cfg["strategy"], cfg["precision"], str(cfg["world_size"]), f"{batch} x {seq}", str(phase),
+                f"{busiest['forward_bytes'] / MIB:.0f}", f"{mem['activations'] / MIB:.0f}",
+                _pct(mem["activations"], busiest["forward_bytes"]), f"{busiest['peak_fwd_bwd'] / MIB:.0f}",
+                f"{mem['peak'] / MIB:.0f}", _pct(mem["peak"], busiest["peak_fwd_bwd"])]) + " |")
+    (work / "peak.md").write_text("\n".join(out) + "\n")
+    print("\n".join(out))
 
 
 def _errors(explain: int, measured: int, suffix: str = "") -> dict[str, Any]:
@@ -454,14 +509,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     m.add_argument("--cpu", action="store_true", help="run on CPU (FSDPMemTracker only; no memory_allocated)")
     m.add_argument("--commit", default="")
     m.add_argument("--budget-s", type=float, default=1e9)
-    c = sub.add_parser("compare")
-    c.add_argument("measured", nargs="+")
-    c.add_argument("--out", required=True)
+    m.add_argument("--batch", type=int, default=0, help="micro-batch size (default 2)")
+    m.add_argument("--seq", type=int, default=64, help="Llama sequence length with --batch (default 64)")
+    for name in ("compare", "peak"):
+        c = sub.add_parser(name)
+        c.add_argument("measured", nargs="+")
+        c.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    if args.cmd == "measure":
-        measure(args)
-    else:
-        compare(args)
+    {"measure": measure, "compare": compare, "peak": peak}[args.cmd](args)
 
 
 if __name__ == "__main__":
