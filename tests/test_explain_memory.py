@@ -332,3 +332,84 @@ def test_trainer_strategy_decides_ddp_without_sharding(tmp_path: Path, strategy:
     assert loaded.schedule is not None
     setup = schedule_setup(loaded.schedule, world_size=None, optimizer=None, facts=read_config_facts(str(config)))
     assert (setup.kind, setup.world_size) == (kind, devices)
+
+
+def _saved_bytes(model: torch.nn.Module, ids: torch.Tensor, labels: bool = False) -> int:
+    """Bytes of the non-parameter tensors autograd saves in one forward (saved-tensor hooks)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, labels=ids if labels else None)
+    return sum(v for k, v in saved.items() if k not in params)
+
+
+def _small_llama(vocab: int = 64) -> Any:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=172, num_hidden_layers=4,
+                                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64))
+
+
+def _explain_phase0(model: Any, sharding: str, thaw: str, *, seq: int = 64) -> Any:
+    """explain's phase 0 for a one-phase schedule thawing `thaw` (batch 2), world size 2."""
+    loaded = load_text(SourceFile("s.ftsc", f"phase 0 {{\n    thaw {thaw}\n}}\n{sharding}\n"))
+    assert loaded.schedule is not None, loaded.diagnostics
+    graph = ModelGraph(extract(model))
+    ctx = prepare(loaded.schedule, AnalysisContext(loaded.source, loaded.kind, graph))
+    setup = schedule_setup(loaded.schedule, world_size=2, optimizer="adamw", facts=ConfigFacts())
+    return explain(loaded.schedule, ctx, setup, batch=2, seq=seq).phases[0]
+
+
+def test_fsdp1_units_with_a_trainable_member_store_the_activations_below_it() -> None:
+    """Under FSDP1 a frozen parameter in a FlatParameter that requires grad is, in forward, a view of
+    it and so receives a gradient: with only `lm_head` training, the root unit (which also holds the
+    embeddings) makes every block save its activations, as much as when every block trains.
+    Real: saved-tensor hooks on a transformers Llama wrapped by torch's FSDP1 (fake process group)."""
+    pytest.importorskip("transformers")
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    from tests.fsdp_oracle import ensure_process_group
+
+    ensure_process_group()
+    ids = torch.randint(0, 64, (2, 64), generator=torch.Generator().manual_seed(0))
+    real = {}
+    for name, heads_only in (("fsdp1 head", True), ("single head", True), ("single all", False)):
+        model = _small_llama()
+        for n, p in model.named_parameters():
+            p.requires_grad_(n == "lm_head.weight" or not heads_only)
+        if name.startswith("fsdp1"):
+            model = FullyShardedDataParallel(model, auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}),
+                                             use_orig_params=True, device_id=torch.device("cpu"))
+        real[name] = _saved_bytes(model, ids)
+    assert real["single head"] < real["single all"] / 10
+    assert abs(real["fsdp1 head"] - real["single all"]) < 0.1 * real["single all"], real
+    fsdp1 = 'fsdp { auto_wrap_policy = ["transformers.models.llama.modeling_llama.LlamaDecoderLayer"] }'
+    est = {"fsdp1 head": _explain_phase0(_small_llama(), fsdp1, "lm_head.weight").activations,
+           "single head": _explain_phase0(_small_llama(), "", "lm_head.weight").activations,
+           "single all": _explain_phase0(_small_llama(), "", "/(model\\.layers\\..*|lm_head\\..*)/").activations}
+    assert est["fsdp1 head"] == est["single all"] and est["single head"] < est["single all"] / 10, est
+
+
+def test_language_model_heads_add_their_float32_logits() -> None:
+    """A transformers LM computes its loss on float32 logits: with a vocabulary much larger than the
+    hidden size, what a head-only phase saves for backward is about `4·b·s·V` bytes (real autograd,
+    saved-tensor hooks, a bf16 Llama with labels), and explain's activations say exactly that."""
+    pytest.importorskip("transformers")
+    model = _small_llama(vocab=4096).to(torch.bfloat16)
+    for n, p in model.named_parameters():
+        p.requires_grad_(n == "lm_head.weight")
+    ids = torch.randint(0, 4096, (2, 64), generator=torch.Generator().manual_seed(0))
+    real = _saved_bytes(model, ids, labels=True)
+    logits = 4 * 2 * 64 * 4096
+    assert abs(real - logits) < 0.25 * logits, (real, logits)
+    phase = _explain_phase0(_small_llama(vocab=4096).to(torch.bfloat16), "", "lm_head.weight")
+    assert phase.activations == logits
+    assert phase.peak == phase.memory.device.model_states + 4 * logits

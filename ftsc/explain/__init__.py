@@ -70,7 +70,8 @@ def over_budget(ex: Explanation, budget: int, source: Any = None) -> list[Diagno
         if ph.activations:
             parts["activations (estimate)"] = ph.activations
         if ph.peak is not None:
-            parts["all-gather and unsharded gradients (estimate)"] = ph.peak - m.model_states - (ph.activations or 0)
+            transient = ph.peak - m.model_states - (ph.activations or 0)
+            parts["all-gathers, unsharded gradients and the loss's backward (estimate)"] = transient
         top = sorted(parts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
         units = sorted(((_unit_bytes(ex, g, ph.trainable), g.name or "<root>") for g in ex.groups),
                        key=lambda u: (-u[0], u[1]))[:3]

@@ -9,7 +9,16 @@ activations, `34·s·b·h` bytes are saved for backward (Korthikanti et al. 2022
 recompute / flash attention, no `s²` term), `2·s·b·h` under activation checkpointing; scaled by
 the compute dtype's width. Blocks below the lowest trainable parameter save nothing for
 backward (nothing below them needs a gradient), so a phase that trains only the top blocks
-pays only for those.
+pays only for those. "Trains" means: receives a gradient. Under FSDP1 a frozen parameter that
+shares a FlatParameter with a trainable one does (in forward it is a view of the FlatParameter,
+which requires grad), so the caller passes every member of such a unit; measured on an H200, a
+transformers Llama and a ViT whose root unit holds the embeddings and the head store the
+activations of every block under FSDP1 even when only the head trains.
+
+A transformers language model's head adds its logits: `b·s·V` float32 values saved for the loss
+(transformers computes the cross-entropy in float32), V the rows of the model's output
+embeddings (manifest key `hf`); at the peak of backward three more such tensors are alive (the
+log-softmax, and the gradients of both), which `head_peak_bytes` adds.
 """
 
 from __future__ import annotations
@@ -47,10 +56,37 @@ def transformer_blocks(graph: ModelGraph) -> tuple[list[str], int]:
     return best, hidden
 
 
+def logits_width(graph: ModelGraph) -> int:
+    """The vocabulary size of a transformers language-model head (rows of its output embeddings), else 0.
+
+    Example:
+        >>> g = ModelGraph.from_names({"lm_head.weight": [32, 4]})
+        >>> logits_width(g)
+        0
+    """
+    hf = graph.manifest.extra.get("hf")
+    head = hf.get("output_embeddings") if isinstance(hf, dict) else None
+    if not isinstance(head, str) or not graph.has_param(f"{head}.weight"):
+        return 0
+    shape = graph.param_entries[graph.primary(f"{head}.weight")].shape
+    return int(shape[0]) if len(shape) == 2 else 0
+
+
+def head_bytes(graph: ModelGraph, trainable: frozenset[str], *, batch: int, seq: int) -> int:
+    """Float32 logits saved for the loss while anything trains (0 for models without an LM head)."""
+    return 4 * batch * seq * logits_width(graph) if trainable else 0
+
+
+def head_peak_bytes(graph: ModelGraph, trainable: frozenset[str], *, batch: int, seq: int) -> int:
+    """The loss's extra float32 tensors at the peak of backward: log-softmax and two gradients."""
+    return 3 * head_bytes(graph, trainable, batch=batch, seq=seq)
+
+
 def activation_bytes(graph: ModelGraph, trainable: frozenset[str], *, batch: int, seq: int,
                      compute_dtype: str, checkpointing: bool, blocks: Sequence[str] | None = None,
                      hidden: int | None = None) -> int:
-    """Estimated bytes of activations saved for backward on one rank while `trainable` trains.
+    """Estimated bytes of activations saved for backward on one rank while `trainable` receives
+    gradients (blocks only; the head's logits are `head_bytes`).
 
     Example:
         >>> g = ModelGraph.from_names({"layers.0.w": [8, 4], "layers.1.w": [8, 4]},

@@ -14,7 +14,7 @@ from typing import Any
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.explain import setup as setups
-from ftsc.explain.activations import activation_bytes, transformer_blocks
+from ftsc.explain.activations import activation_bytes, head_bytes, head_peak_bytes, transformer_blocks
 from ftsc.explain.matrix import Cell, cell
 from ftsc.explain.memory import Group, Memory, RankMemory, Setup, buffer_bytes, itemsize, phase_memory
 from ftsc.layer_lr import LrGroup, layer_lrs
@@ -135,6 +135,14 @@ def _uncast_buffers(graph: ModelGraph, groups: Sequence[Group], ctx: AnalysisCon
     return out
 
 
+def _receiving_grads(groups: Sequence[Group], trainable: frozenset[str], setup: Setup) -> frozenset[str]:
+    """The parameters autograd computes gradients for: the trainable ones, and under FSDP1 every
+    member of a FlatParameter with a trainable member (in forward they are views of it)."""
+    if setup.kind != "fsdp" or not trainable:
+        return trainable
+    return trainable.union(*(g.params for g in groups if g.layout == "flat" and not trainable.isdisjoint(g.params)))
+
+
 def _transient(graph: ModelGraph, groups: Sequence[Group], trainable: frozenset[str], setup: Setup) -> int:
     """Estimated all-gather and unsharded-gradient bytes at the peak: the two largest groups
     unsharded in the compute dtype (current and prefetched), plus the largest trainable one's
@@ -183,9 +191,11 @@ def explain(schedule: ir.Schedule, ctx: AnalysisContext, setup: Setup, *, batch:
         acts = peak = None
         if estimated:
             assert batch is not None and seq is not None
-            acts = activation_bytes(graph, trainable, batch=batch, seq=seq, compute_dtype=setup.compute_dtype,
-                                    checkpointing=ckpt, blocks=blocks, hidden=hidden)
-            peak = memory.device.model_states + acts + _transient(graph, groups, trainable, setup)
+            acts = activation_bytes(graph, _receiving_grads(groups, trainable, setup), batch=batch, seq=seq,
+                                    compute_dtype=setup.compute_dtype, checkpointing=ckpt, blocks=blocks,
+                                    hidden=hidden) + head_bytes(graph, trainable, batch=batch, seq=seq)
+            peak = (memory.device.model_states + acts + _transient(graph, groups, trainable, setup)
+                    + head_peak_bytes(graph, trainable, batch=batch, seq=seq))
         phases.append(PhaseReport(index=ph.index, trainable=trainable,
                                   cells=tuple(cell(graph, g, trainable) for g in groups),
                                   memory=memory, activations=acts, peak=peak, lr_groups=lr_groups))
