@@ -7,9 +7,9 @@ never looks above the project root (the first folder holding `.git` or a `pyproj
 
 Model keys: `manifest = "path.json"` (or `model = "pkg.mod:attr"` / `"path/file.py:attr"` / a
 transformers `config.json` or checkpoint folder, paths relative to the pyproject.toml folder, with
-`model_kwargs = {...}`) for every schedule of the project, and `[tool.ftsc.manifests]`, a table of glob -> manifest path
-(globs match schedule paths relative to the pyproject.toml folder; the first match wins over
-`manifest`). Schedules outside the project folder get no model from the configuration.
+`model_kwargs = {...}`) for every schedule of the project, and `[tool.ftsc.manifests]`, a table of
+glob -> manifest path (globs match schedule paths relative to the pyproject.toml folder; the first
+match wins over `manifest`). Schedules outside the project folder get no model from the configuration.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ What an entry depends on (the key):
 
 - fixed before the build: the target string, the kwargs (canonical JSON), the working folder,
   the interpreter (`sys.version`, executable), ftsc's version, the manifest format version and
-  a hash of ftsc's own extraction code (`build.py`, `hf_config.py`, `manifest.py`, this file); these name the
-  entry file;
+  a hash of ftsc's own extraction code (`build.py`, `hf_config.py`, `manifest.py`, this file);
+  these name the entry file;
 - recorded by the build that fills it: the content hash (SHA-256) of every source file imported
   while building that is not part of an installed distribution or the standard library (the
   user's project: `sys.modules` compared before and after, and every project module loaded),

@@ -11,7 +11,7 @@ by default since transformers 5. Weights are never read, nothing is downloaded
 `--model-kwargs` keys: `dtype` (a torch dtype name, overriding the config's), `architecture` (a
 transformers class name, for configs without `architectures`), and any attribute the config
 already has (`{"num_hidden_layers": 2}`), set before building. Never imports torch or
-transformers at module level: `is_config_target` is pure path logic.
+transformers at module level: `config_target` is pure path logic.
 """
 
 from __future__ import annotations
