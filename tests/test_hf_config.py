@@ -116,7 +116,7 @@ def test_explain_counts_the_checkpoint_dtype(tmp_path: Path) -> None:
 
 
 def _config(folder: Path, **changes: Any) -> Path:
-    folder.mkdir()
+    folder.mkdir(parents=True)
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32, "hidden_size": 8,
               "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
               "dtype": "bfloat16"}
@@ -181,3 +181,32 @@ def test_project_setting_and_cache(tmp_path: Path) -> None:
     second = ftsc(root, "explain", "s.ftsc", "--format", "json")
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["units"] != json.loads(first.stdout)["units"]
+
+
+def _hub_cache(root: Path, repo: str, **changes: Any) -> Path:
+    """A Hugging Face cache holding only `repo`'s config.json, laid out as `huggingface_hub` keeps it."""
+    folder = root / f"models--{repo.replace('/', '--')}"
+    snapshot = _config(folder / "snapshots" / "0123abcd", **changes)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0123abcd")
+    return snapshot
+
+
+def _without_target(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(proc.stdout).items() if k != "target"}
+
+
+def test_model_id_from_the_local_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--model hf:ORG/NAME` reads the config from the local cache (never the network); the same
+    structure as the snapshot folder; a model not in the cache is refused with the way to get it."""
+    snapshot = _hub_cache(tmp_path / "hub", "acme/tiny-llama")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    by_id = ftsc(tmp_path, "manifest", "--model", "hf:acme/tiny-llama", "--no-cache")
+    assert by_id.returncode == 0, by_id.stderr
+    by_folder = ftsc(tmp_path, "manifest", "--model", str(snapshot), "--no-cache")
+    assert _without_target(by_id) == _without_target(by_folder)
+    assert {p.get("dtype") for p in json.loads(by_id.stdout)["parameters"]} == {"bfloat16"}
+    missing = ftsc(tmp_path, "manifest", "--model", "hf:acme/missing", "--no-cache")
+    assert missing.returncode == 2
+    assert "`acme/missing` is not in the local Hugging Face cache, and ftsc never downloads" in missing.stderr

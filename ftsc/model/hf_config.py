@@ -1,7 +1,8 @@
 """Build a transformers model from its `config.json` alone, on the meta device.
 
 Input: a `--model` target that is a folder holding `config.json` (a downloaded checkpoint, a
-`save_pretrained` folder) or a path to such a JSON file, and `--model-kwargs`. Output: the
+`save_pretrained` folder), a path to such a JSON file, or `hf:ORG/NAME`, a model whose config is
+in the local Hugging Face cache (`HF_HUB_CACHE`), and `--model-kwargs`. Output: the
 module, built from the class the config's `architectures` names, in the dtype the config names
 (`dtype`, or `torch_dtype` as transformers < 5 wrote it), which is what `from_pretrained` loads
 by default since transformers 5. Weights are never read, nothing is downloaded
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_NAME = "config.json"
+HUB_PREFIX = "hf:"
 _OWN_KEYS = ("dtype", "architecture")
 
 
@@ -30,20 +32,25 @@ class ConfigTargetError(Exception):
     """The config target cannot be built (the caller turns it into a `ModelLoadError`)."""
 
 
-def config_target(target: str) -> Path | None:
-    """The `config.json` a target names (a folder holding one, or a `.json` file), else None.
+def config_target(target: str) -> str | None:
+    """What transformers should read the config from: the `config.json` a target names (a folder
+    holding one, or a `.json` file), or the model id after `hf:`; None for other targets.
 
     Example:
         >>> config_target("pkg.module:build") is None
         True
+        >>> config_target("hf:meta-llama/Llama-3.2-1B")
+        'meta-llama/Llama-3.2-1B'
     """
+    if target.startswith(HUB_PREFIX) and "/" in target and not Path(target).exists():
+        return target.removeprefix(HUB_PREFIX)
     if target.rpartition(":")[1] and not Path(target).exists():
         return None  # `pkg.mod:attr` / `file.py:attr` (a path with a colon that exists is a path)
     path = Path(target)
     if path.is_dir() and (path / CONFIG_NAME).is_file():
-        return path / CONFIG_NAME
+        return str(path / CONFIG_NAME)
     if path.suffix == ".json" and path.is_file():
-        return path
+        return str(path)
     return None
 
 
@@ -60,14 +67,18 @@ def _dtype(value: Any, torch: Any, where: str) -> Any:
     return dtype
 
 
-def _load_config(path: Path, overrides: Mapping[str, Any]) -> Any:
+def _load_config(source: str, overrides: Mapping[str, Any]) -> Any:
     from transformers import AutoConfig
 
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+            config = AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=False)
     except Exception as err:  # noqa: BLE001 - transformers raises ValueError, OSError, KeyError, ...
         text = str(err).strip().splitlines()
+        if isinstance(err, OSError) and not Path(source).exists():
+            raise ConfigTargetError(f"`{source}` is not in the local Hugging Face cache, and ftsc never downloads: "
+                                    f"fetch its config first (`hf download {source} config.json`), or give a "
+                                    "folder holding config.json") from None
         if "trust_remote_code" in str(err):
             raise ConfigTargetError("the config needs `trust_remote_code` (its model code ships with the "
                                     "checkpoint); ftsc does not run it: point --model at a factory that builds "
@@ -100,8 +111,8 @@ def _model_class(config: Any, kwargs: Mapping[str, Any]) -> Any:
     return cls
 
 
-def build_from_config(path: Path, kwargs: Mapping[str, Any]) -> Any:
-    """The model `path` (a `config.json`) describes, built on the meta device.
+def build_from_config(source: str, kwargs: Mapping[str, Any]) -> Any:
+    """The model `source` (a `config.json` path or a cached model id) describes, built on the meta device.
 
     Raises:
         ConfigTargetError: transformers missing, an unreadable config, an unknown class or dtype,
@@ -113,13 +124,13 @@ def build_from_config(path: Path, kwargs: Mapping[str, Any]) -> Any:
     except ImportError:
         raise ConfigTargetError("a config.json target needs torch and transformers installed") from None
     overrides = {k: v for k, v in kwargs.items() if k not in _OWN_KEYS}
-    config = _load_config(path, overrides)
+    config = _load_config(source, overrides)
     cls = _model_class(config, kwargs)
     if "dtype" in kwargs:
         dtype = _dtype(kwargs["dtype"], torch, "--model-kwargs `dtype`")
     else:
         dtype = _dtype(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None), torch,
-                       f"{path.name}: `dtype`")
+                       "the config's `dtype`")
     # transformers 5 takes `dtype`; 4.x took `torch_dtype`.
     key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
     try:
