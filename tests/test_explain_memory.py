@@ -335,17 +335,24 @@ def test_trainer_strategy_decides_ddp_without_sharding(tmp_path: Path, strategy:
 
 
 def _saved_bytes(model: torch.nn.Module, ids: torch.Tensor, labels: bool = False) -> int:
-    """Bytes of the non-parameter tensors autograd saves in one forward (saved-tensor hooks)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    """Bytes of the activations autograd saves in one forward (saved-tensor hooks): tensors whose
+    leading dimension is the batch (or batch x sequence, as the loss flattens logits), each storage
+    once. Parameters, and FSDP1's unsharded parameter views, have other shapes; storages are told
+    apart by identity while held (FSDP1 frees and re-allocates memory during the forward, so
+    addresses repeat)."""
+    batch, seq = ids.shape
+    held: list[torch.Tensor] = []
     saved: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        if t.dim() >= 2 and t.shape[0] in (batch, batch * seq):
+            held.append(t)
+            saved[t.untyped_storage()._cdata] = t.untyped_storage().nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(input_ids=ids, labels=ids if labels else None)
-    return sum(v for k, v in saved.items() if k not in params)
+    return sum(saved.values())
 
 
 def _small_llama(vocab: int = 64) -> Any:
@@ -369,7 +376,8 @@ def _explain_phase0(model: Any, sharding: str, thaw: str, *, seq: int = 64) -> A
 def test_fsdp1_units_with_a_trainable_member_store_the_activations_below_it() -> None:
     """Under FSDP1 a frozen parameter in a FlatParameter that requires grad is, in forward, a view of
     it and so receives a gradient: with only `lm_head` training, the root unit (which also holds the
-    embeddings) makes every block save its activations, as much as when every block trains.
+    embeddings) makes every block save activations for backward, most of what training every block
+    saves; explain counts every block, as for a phase that trains them all.
     Real: saved-tensor hooks on a transformers Llama wrapped by torch's FSDP1 (fake process group)."""
     pytest.importorskip("transformers")
     from torch.distributed.fsdp import FullyShardedDataParallel
@@ -389,8 +397,10 @@ def test_fsdp1_units_with_a_trainable_member_store_the_activations_below_it() ->
             model = FullyShardedDataParallel(model, auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}),
                                              use_orig_params=True, device_id=torch.device("cpu"))
         real[name] = _saved_bytes(model, ids)
-    assert real["single head"] < real["single all"] / 10
-    assert abs(real["fsdp1 head"] - real["single all"]) < 0.1 * real["single all"], real
+    # Frozen blocks that pass gradients through save less than training ones (a Linear keeps its
+    # input only for its weight's gradient): 69 % here, which the estimate counts in full.
+    assert real["single head"] < real["single all"] / 10, real
+    assert 0.5 * real["single all"] < real["fsdp1 head"] <= real["single all"], real
     fsdp1 = 'fsdp { auto_wrap_policy = ["transformers.models.llama.modeling_llama.LlamaDecoderLayer"] }'
     est = {"fsdp1 head": _explain_phase0(_small_llama(), fsdp1, "lm_head.weight").activations,
            "single head": _explain_phase0(_small_llama(), "", "lm_head.weight").activations,
