@@ -330,18 +330,27 @@ def ftsc_source(bench: Bench, cfg: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def explain_json(bench: Bench, cfg: dict[str, Any], work: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
-    """Run `ftsc explain --format json [extra]` on the configuration; the parsed §5.3 report."""
+def explain_inputs(bench: Bench, cfg: dict[str, Any], work: Path) -> tuple[Path, Path | None]:
+    """The configuration as files: its `.ftsc` schedule, and for one device or DDP (no sharding
+    block) a LightningCLI trainer config naming the strategy, precision and devices."""
     path = work / f"{cfg['model']}_{cfg['strategy']}_{cfg['precision']}_{cfg['world_size']}.ftsc"
     path.write_text(ftsc_source(bench, cfg))
+    if cfg["strategy"] not in ("single", "ddp"):
+        return path, None
+    trainer = work / f"{path.stem}.trainer.yaml"
+    strategy = "ddp" if cfg["strategy"] == "ddp" else "auto"
+    trainer.write_text(f"trainer:\n  strategy: {strategy}\n  precision: {cfg['precision']}\n"
+                       f"  devices: {cfg['world_size']}\n")
+    return path, trainer
+
+
+def explain_json(bench: Bench, cfg: dict[str, Any], work: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Run `ftsc explain --format json [extra]` on the configuration; the parsed §5.3 report."""
+    path, trainer = explain_inputs(bench, cfg, work)
     cmd = [sys.executable, "-m", "ftsc", "explain", str(path), "--model",
            f"{Path(__file__).resolve().parent / 'explain_models.py'}:{bench.factory}",
            "--world-size", str(cfg["world_size"]), "--optimizer", cfg["optimizer"], "--format", "json", *extra]
-    if cfg["strategy"] in ("single", "ddp"):  # no sharding block: strategy and precision from a trainer config
-        trainer = work / f"{path.stem}.trainer.yaml"
-        strategy = "ddp" if cfg["strategy"] == "ddp" else "auto"
-        trainer.write_text(f"trainer:\n  strategy: {strategy}\n  precision: {cfg['precision']}\n"
-                           f"  devices: {cfg['world_size']}\n")
+    if trainer is not None:
         cmd += ["--lightning-config", str(trainer)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
     if proc.returncode not in (0, 1):
