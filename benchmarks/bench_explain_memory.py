@@ -1,8 +1,9 @@
-"""Validation of `ftsc explain`'s `model_states` against real training steps, per rank and phase.
+"""Validation of `ftsc explain`'s `model_states` (and its peak estimate) against real training steps.
 
-    python benchmarks/bench_explain_memory.py measure --out DIR [--world-sizes 1 2 8]   # on a GPU
-    python benchmarks/bench_explain_memory.py memtracker --out DIR                       # on CPU
-    python benchmarks/bench_explain_memory.py compare MEASURED.json [...] [--markdown]   # ftsc explain
+    python benchmarks/bench_explain_memory.py measure --out DIR [--world-sizes 1 2 8] [--tracker]  # on a GPU
+    python benchmarks/bench_explain_memory.py measure --cpu --tracker --out DIR ...   # FSDPMemTracker on CPU
+    python benchmarks/bench_explain_memory.py compare MEASURED.json [...] --out DIR   # model states
+    python benchmarks/bench_explain_memory.py peak MEASURED.json [...] --out DIR      # activations, peak
 
 `measure` builds each model of `explain_models.py` on one CUDA device, freezes it to each phase's
 trainable set, wraps it (one device, DDP, FSDP1 with `use_orig_params` True and False, FSDP2) at
@@ -14,21 +15,26 @@ own batch), collectives are skipped. It records `torch.cuda.memory_allocated()` 
 step's outputs, loss and batch released, minus what was allocated before the model was built;
 and beside it the bytes the live tensors requested (`requested_bytes.all.current` of
 `torch.cuda.memory_stats()`), which leaves out the caching allocator's rounding of each block
-(up to 1 MiB per large tensor: a 125 MiB embedding occupies a 126 MiB block). `compare` checks
-explain against the requested bytes where a result has them.
+(up to 1 MiB per large tensor: a 125 MiB embedding occupies a 126 MiB block). For the same step it
+also records the bytes its forward added, the peak of its forward and backward, and the peak of
+its optimizer step (`--batch`/`--seq` set the micro-batch; default 2 x 64).
 Precisions follow Lightning: `bf16-mixed` is autocast, and under FSDP1 Lightning's
 `MixedPrecision(bf16, bf16, bf16)`; FSDP2 adds `MixedPrecisionPolicy(bf16, reduce fp32)`.
 `bf16-true` converts the model to bfloat16 before wrapping (no autocast; FSDP1 with the same
 `MixedPrecision`, FSDP2 with no policy), as Lightning's true-precision plugins do.
 
-`memtracker` runs the FSDP2 rows on CPU under torch's `FSDPMemTracker` and records its
-categories at the same point. `compare` writes each configuration as a `.ftsc` schedule, runs
-`ftsc explain --format json` on it (one process per configuration) and joins the busiest rank's
+`--tracker` runs the FSDP2 rows under torch's `FSDPMemTracker` and records its categories at the
+same point (with `--cpu`, on CPU, where nothing else is measured).
+
+`compare` writes each configuration as a `.ftsc` schedule, runs `ftsc explain --format json` on
+it (one process per configuration) and joins the busiest rank's
 measurement with explain's `model_states`, per phase, against both the requested bytes and
 `memory_allocated()`; it writes `compare.json`, `rows.md` (the error per row) and `summary.md` (one
 line per model, strategy and precision), and prints the summary. Writes nothing outside `--out`.
 Run `measure` under `PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True` to see `memory_allocated()`
 without the default allocator's unsplit block remainders (up to 1 MiB per tensor over 1 MiB).
+`peak` runs `ftsc explain --batch B --seq S` per configuration and compares its activation and peak
+estimates with the forward's bytes and the larger of the two measured peaks (`peak.md`).
 """
 
 from __future__ import annotations
