@@ -134,6 +134,8 @@ REFUSALS = {
     "bad dtype kwarg": ({}, {"dtype": "float33"}, "`float33` is not a torch dtype"),
     "bad dtype in config": ({"dtype": "int33"}, {}, "transformers cannot read it: AttributeError: module 'torch' has no attribute 'int33'"),
     "not a config": ({"model_type": None, "format": "ftsc-manifest"}, {}, "transformers cannot read it"),
+    "implausible layer count": ({"num_hidden_layers": 10**8}, {}, "`num_hidden_layers` = 100000000 is implausible"),
+    "implausible override": ({}, {"num_hidden_layers": 20_000}, "`num_hidden_layers` = 20000 is implausible"),
 }
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 CONFIG_NAME = "config.json"
 HUB_PREFIX = "hf:"
+MAX_REPEATS = 10_000  # layers or experts; published models have a few hundred at most
 _OWN_KEYS = ("dtype", "architecture")
 
 
@@ -90,7 +91,23 @@ def _load_config(source: str, overrides: Mapping[str, Any]) -> Any:
             raise ConfigTargetError(f"--model-kwargs `{key}`: the {type(config).__name__} has no such attribute "
                                     f"(keys: `dtype`, `architecture`, or an attribute of the config)")
         setattr(config, key, value)
+    _refuse_implausible_repeats(config.to_dict())
     return config
+
+
+def _refuse_implausible_repeats(values: Mapping[str, Any], where: str = "") -> None:
+    """A layer or expert count above `MAX_REPEATS` would take minutes to build even on meta: refused.
+
+    Example:
+        >>> _refuse_implausible_repeats({"num_hidden_layers": 32, "text_config": {"num_local_experts": 8}})
+    """
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            _refuse_implausible_repeats(value, f"{where}{key}.")
+        elif (isinstance(value, int) and not isinstance(value, bool) and value > MAX_REPEATS
+              and ("layer" in key or "expert" in key)):
+            raise ConfigTargetError(f"`{where}{key}` = {value} is implausible (more than {MAX_REPEATS:,}); ftsc "
+                                    "does not build it: correct the config, or point --model at a factory")
 
 
 def _model_class(config: Any, kwargs: Mapping[str, Any]) -> Any:
