@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("transformers")
 
@@ -212,3 +215,22 @@ def test_model_id_from_the_local_hub_cache(tmp_path: Path, monkeypatch: pytest.M
     missing = ftsc(tmp_path, "manifest", "--model", "hf:acme/missing", "--no-cache")
     assert missing.returncode == 2
     assert "`acme/missing` is not in the local Hugging Face cache, and ftsc never downloads" in missing.stderr
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10, 10**12) | st.floats(allow_nan=False)
+                           | st.text(max_size=12), lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+CONFIG_KEYS = st.sampled_from(["architectures", "model_type", "vocab_size", "hidden_size", "num_hidden_layers",
+                               "num_attention_heads", "num_key_value_heads", "intermediate_size", "dtype",
+                               "torch_dtype", "auto_map", "tie_word_embeddings", "text_config", "head_dim"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.dictionaries(CONFIG_KEYS, JSON_VALUES, max_size=4))
+def test_fuzzed_configs_build_or_are_refused(tmp_path: Path, changes: dict[str, Any]) -> None:
+    """Whatever a config.json holds, a config target builds or ends in one `ModelLoadError`."""
+    folder = _config(Path(tempfile.mkdtemp(dir=tmp_path)) / "ckpt", **changes)
+    try:
+        manifest_for(str(folder))
+    except ModelLoadError as err:
+        assert str(err).startswith(f"--model `{folder}`: ")
