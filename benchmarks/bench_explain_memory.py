@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explain_models import BENCHES, Bench
 
 STRATEGIES = ("single", "ddp", "fsdp1", "fsdp1-flat", "fsdp2")
+CONFIG_KEYS = ("model", "strategy", "precision", "optimizer", "world_size")
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true")
 OPTIMIZERS = ("adamw", "sgd-momentum")
 MIB = 1 << 20
@@ -375,17 +376,11 @@ def compare(args: argparse.Namespace) -> None:
         raise SystemExit("compare: the results were measured under different PYTORCH_CUDA_ALLOC_CONF settings")
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for r in rows:
-        key = (r["model"], r["strategy"], r["precision"], r["optimizer"], r["world_size"])
-        groups.setdefault(key, []).append(r)
-    cache: dict[tuple[Any, ...], dict[str, Any]] = {}
     table = []
-    for key in sorted(groups, key=lambda k: (k[0], STRATEGIES.index(k[1]), k[2], k[3], k[4])):
-        cfg = dict(zip(("model", "strategy", "precision", "optimizer", "world_size"), key, strict=True))
-        report = cache.setdefault(key, explain_json(BENCHES[cfg["model"]], cfg, work))
+    for cfg, group in _by_config(rows, CONFIG_KEYS):
+        report = explain_json(BENCHES[cfg["model"]], cfg, work)
         for phase in range(3):
-            ranks = [r for r in groups[key] if r["phase"] == phase]
+            ranks = [r for r in group if r["phase"] == phase]
             bad = [r for r in ranks if "measured" not in r]
             entry = {**cfg, "phase": phase, "ranks": len(ranks)}
             if bad or not ranks:
@@ -417,6 +412,16 @@ def compare(args: argparse.Namespace) -> None:
     print(summary(table))
 
 
+def _by_config(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Rows grouped by the values of `keys` (ranks and phases of one configuration), as
+    `(configuration, rows)` in table order: model, strategy as listed, precision, optimizer, W."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+    order = sorted(groups, key=lambda k: (k[0], STRATEGIES.index(k[1]), *k[2:5]))
+    return [(dict(zip(keys, k, strict=True)), groups[k]) for k in order]
+
+
 def _measured_peak(row: dict[str, Any]) -> int:
     """The step's peak: its forward and backward, or its optimizer step where measured."""
     return max(row["peak_fwd_bwd"], row.get("step_peak", 0))
@@ -432,20 +437,15 @@ def peak(args: argparse.Namespace) -> None:
     rows = [r for path in args.measured for r in json.loads(Path(path).read_text())["rows"] if "peak_fwd_bwd" in r]
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    keys = ("model", "strategy", "precision", "optimizer", "world_size", "batch", "seq")
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
     head = ("| model | strategy | precision | W | batch x seq | phase | forward MiB (measured) | activations MiB "
             "(explain) | error % | peak MiB (measured) | measured peak in | peak MiB (explain) | error % |")
     out = [head, "|---" * 13 + "|"]
-    for key in sorted(groups, key=lambda k: (k[0], STRATEGIES.index(k[1]), k[2], k[3], k[4])):
-        cfg = dict(zip(keys, key, strict=True))
+    for cfg, group in _by_config(rows, (*CONFIG_KEYS, "batch", "seq")):
         batch, seq = cfg["batch"] or 2, cfg["seq"] or 64
         seq = VIT_TOKENS if cfg["model"] == "vit" else seq
         report = explain_json(BENCHES[cfg["model"]], cfg, work, ("--batch", str(batch), "--seq", str(seq)))
         for phase in range(3):
-            ranks = [r for r in groups[key] if r["phase"] == phase]
+            ranks = [r for r in group if r["phase"] == phase]
             if not ranks or "error" in report:
                 continue
             busiest = max(ranks, key=_measured_peak)

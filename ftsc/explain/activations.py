@@ -17,8 +17,8 @@ activations of every block under FSDP1 even when only the head trains.
 
 A transformers language model's head adds its logits: `b·s·V` float32 values saved for the loss
 (transformers computes the cross-entropy in float32), V the rows of the model's output
-embeddings (manifest key `hf`); at the peak of backward three more such tensors are alive (the
-log-softmax, and the gradients of both), which `head_peak_bytes` adds.
+embeddings (manifest key `hf`); at the peak of backward `LOSS_BACKWARD_TENSORS` more such
+tensors are alive (the log-softmax, and the gradients of both).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ftsc.explain.memory import itemsize
 from ftsc.model.graph import ModelGraph, parent_of, within
 
 MODULE_LIST = "torch.nn.modules.container.ModuleList"
+LOSS_BACKWARD_TENSORS = 3  # logits-sized float32 tensors the loss's backward adds at the peak
 
 
 def transformer_blocks(graph: ModelGraph) -> tuple[list[str], int]:
@@ -75,11 +76,6 @@ def logits_width(graph: ModelGraph) -> int:
 def head_bytes(graph: ModelGraph, trainable: frozenset[str], *, batch: int, seq: int) -> int:
     """Float32 logits saved for the loss while anything trains (0 for models without an LM head)."""
     return 4 * batch * seq * logits_width(graph) if trainable else 0
-
-
-def head_peak_bytes(graph: ModelGraph, trainable: frozenset[str], *, batch: int, seq: int) -> int:
-    """The loss's extra float32 tensors at the peak of backward: log-softmax and two gradients."""
-    return 3 * head_bytes(graph, trainable, batch=batch, seq=seq)
 
 
 def activation_bytes(graph: ModelGraph, trainable: frozenset[str], *, batch: int, seq: int,

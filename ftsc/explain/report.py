@@ -14,7 +14,7 @@ from typing import Any
 from ftsc import ir
 from ftsc.analyze.context import AnalysisContext
 from ftsc.explain import setup as setups
-from ftsc.explain.activations import activation_bytes, head_bytes, head_peak_bytes, transformer_blocks
+from ftsc.explain.activations import LOSS_BACKWARD_TENSORS, activation_bytes, head_bytes, transformer_blocks
 from ftsc.explain.matrix import Cell, cell
 from ftsc.explain.memory import Group, Memory, RankMemory, Setup, buffer_bytes, itemsize, phase_memory
 from ftsc.layer_lr import LrGroup, layer_lrs
@@ -198,11 +198,12 @@ def explain(schedule: ir.Schedule, ctx: AnalysisContext, setup: Setup, *, batch:
         acts = peak = None
         if estimated:
             assert batch is not None and seq is not None
+            logits = head_bytes(graph, trainable, batch=batch, seq=seq)
             acts = activation_bytes(graph, _receiving_grads(groups, trainable, setup), batch=batch, seq=seq,
                                     compute_dtype=setup.compute_dtype, checkpointing=ckpt, blocks=blocks,
-                                    hidden=hidden) + head_bytes(graph, trainable, batch=batch, seq=seq)
+                                    hidden=hidden) + logits
             backward = (memory.device.model_states + acts + _transient(graph, groups, trainable, setup)
-                        + head_peak_bytes(graph, trainable, batch=batch, seq=seq))
+                        + LOSS_BACKWARD_TENSORS * logits)
             peak = max(backward, memory.device.model_states + _step_transient(memory, setup))
         phases.append(PhaseReport(index=ph.index, trainable=trainable,
                                   cells=tuple(cell(graph, g, trainable) for g in groups),
