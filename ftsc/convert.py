@@ -99,10 +99,9 @@ def _grouped_entries(schedule: ir.Schedule, to: str, source: SourceFile | None) 
         return []
     target = "the DSL's `shard`" if to == "ftsc" else "FTS's `fsdp_plan`"
     out = []
-    for e in schedule.fsdp2.plan:
-        if e.members:
-            names = ", ".join(m.pattern or '""' for m in (e.selector, *e.members))
-            out.append(make("FTS501", source, e.span if e.span.end else None, label="grouped fully_shard call",
-                            detail=f"the `fsdp2` plan shards [{names}] in one `fully_shard` call; {target} "
-                                   "shards one module per entry, which would make them separate groups"))
+    for e in schedule.fsdp2.grouped():
+        names = ", ".join(m.pattern or '""' for m in (e.selector, *e.members))
+        out.append(make("FTS501", source, e.span if e.span.end else None, label="grouped fully_shard call",
+                        detail=f"the `fsdp2` plan shards [{names}] in one `fully_shard` call; {target} "
+                               "shards one module per entry, which would make them separate groups"))
     return out

@@ -104,7 +104,7 @@ def _options_comment(schedule: ir.Schedule) -> str:
         defaults = schedule.fsdp2.setting("fsdp_default_kwargs")
         if defaults is not None:
             adapter["fsdp_default_kwargs"] = defaults.value.py()
-        if any(e.members for e in schedule.fsdp2.plan):  # `convert` refuses these first (FTS501)
+        if schedule.fsdp2.grouped():  # `convert` refuses these first (FTS501)
             raise ValueError("a grouped `fsdp2` plan entry (one list-form fully_shard call) has no FTS form")
         if schedule.fsdp2.plan:
             adapter["fsdp_plan"] = {fts_pattern(e.selector): {s.name: s.value.py() for s in e.kwargs or ()}

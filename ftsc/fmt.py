@@ -241,7 +241,7 @@ def lines_of(schedule: ir.Schedule) -> list[list[_Line]]:
         blocks.append(_block("fsdp", body, f.span if f.span.end else None))
     if schedule.fsdp2 is not None:
         f2 = schedule.fsdp2
-        if any(e.members for e in f2.plan):  # `convert` refuses these first (FTS501)
+        if f2.grouped():  # `convert` refuses these first (FTS501)
             raise ValueError("a grouped `fsdp2` plan entry (one list-form fully_shard call) has no DSL form")
         body = [_Line(1, setting(s), s.span.start) for s in f2.settings]
         body += [_Line(1, "shard " + selector(e.selector) + call_args(e.kwargs), e.span.start) for e in f2.plan]

@@ -251,6 +251,10 @@ class FSDP2Config:
         """The named setting, if present."""
         return _find(self.settings, name)
 
+    def grouped(self) -> tuple[ShardEntry, ...]:
+        """Plan entries with `members` (one list-form `fully_shard` call): no DSL or FTS form."""
+        return tuple(e for e in self.plan if e.members)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Schedule:
