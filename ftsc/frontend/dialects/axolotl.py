@@ -17,7 +17,7 @@ from ftsc.diagnostics import Diagnostic, Severity, make
 from ftsc.frontend.dialects.common import Imported, exact_phase
 from ftsc.frontend.dialects.wrap import FSDPKeys, sharding
 from ftsc.frontend.yaml_nodes import YNode
-from ftsc.matching import UnsupportedPattern, match_names
+from ftsc.matching import UnsupportedPattern
 from ftsc.model.graph import ModelGraph
 from ftsc.source import SourceFile, Span
 
@@ -142,7 +142,7 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
     span_of: dict[str, Span] = {}  # each trainable name -> the first entry that unfreezes it
     for p, base, rx, rows in compiled:
         try:
-            hits = match_names(rx, list(names))
+            hits = graph.index.match(rx)
         except UnsupportedPattern as err:
             diags.append(make("FTS101", source, p.span, detail=str(err), label="not matched in bounded time"))
             continue
@@ -151,7 +151,7 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
         if not hits:
             diags.append(make("FTS202", source, p.span, pattern=p.value, severity=Severity.WARNING,
                               label="unfreezes nothing"))
-        _surprise(source, p, base, hits, names, diags)
+        _surprise(source, p, base, hits, graph, diags)
         if rows is not None:
             for n in hits:
                 _check_rows(source, p, n, rows, graph, diags)
@@ -167,12 +167,12 @@ def load(source: SourceFile, root: YNode, graph: ModelGraph | None) -> Imported:
     return Imported(ir.Schedule(phases=(phase,), fsdp=fsdp, fsdp2=fsdp2, span=root.span), diags, graph)
 
 
-def _surprise(source: SourceFile, p: YNode, base: str, hits: list[str], names: tuple[str, ...],
+def _surprise(source: SourceFile, p: YNode, base: str, hits: list[str], graph: ModelGraph,
               diags: list[Diagnostic]) -> None:
     """FTS205 when axolotl's `.` rewriting changes what the pattern selects (`.*` reads as
     "any number of dots"), or an unanchored index catches sibling layers (`layers.1` -> `layers.1x`)."""
     try:
-        as_regex = match_names(base, list(names))
+        as_regex = graph.index.match(base)
     except (re.error, UnsupportedPattern):
         return
     if as_regex != hits:
